@@ -247,6 +247,7 @@ def _freeze_and_prepare(base, *, upcast_norms: bool, gradient_checkpointing: boo
         # fp32 norms make the final hidden states fp32; cast them for a half-precision lm_head
         # so the model also runs outside autocast (evaluation, generation).
         base.get_output_embeddings().register_forward_pre_hook(_cast_input_to_weight_dtype)
+    _keep_4bit_layers_differentiable(base)
     if gradient_checkpointing:
         # Non-reentrant checkpointing needs no input gradients and works with frozen inputs;
         # enable_input_require_grads is kept for models that force the reentrant variant.
@@ -257,6 +258,20 @@ def _freeze_and_prepare(base, *, upcast_norms: bool, gradient_checkpointing: boo
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         base.enable_input_require_grads()
         base.config.use_cache = False
+
+
+def _keep_4bit_layers_differentiable(base) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for its CPU inference kernel.
+
+    bitsandbytes 0.50 repacks a ``Linear4bit`` weight on its first no-grad forward on a CPU with
+    AVX512-BF16 and from then on always calls ``gemv_4bit``, which has no autograd formula: after
+    one evaluation, gradients no longer flow through the frozen base layers and every LoRA
+    gradient below the top layer is wrong (tests/model/test_prepare_model.py shows it). The
+    flag below is the one bitsandbytes reads to decide on the repack.
+    """
+    for module in base.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _cast_input_to_weight_dtype(module, args):

@@ -107,3 +107,25 @@ def test_preset_tiny_llama_is_deterministic_and_trainable(tmp_path, monkeypatch)
     loss = model(input_ids=BATCH, labels=BATCH).loss
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_evaluation_pass_does_not_break_4bit_gradients(tiny_checkpoint):
+    """bitsandbytes' CPU inference repack must not cut gradients after an eval forward."""
+
+    def lora_grads(eval_first: bool):
+        torch.manual_seed(0)
+        model, _ = prepare_model(tiny_checkpoint, quantization="nf4", lora_dropout=0.0)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.05)
+        if eval_first:
+            model.eval()
+            with torch.no_grad():
+                model(input_ids=BATCH)
+        model.train()
+        model(input_ids=BATCH, labels=BATCH).loss.backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+    fresh, after_eval = lora_grads(False), lora_grads(True)
+    for name, grad in fresh.items():
+        torch.testing.assert_close(after_eval[name], grad, msg=name)
