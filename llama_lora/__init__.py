@@ -22,11 +22,28 @@ _EXPORTS = {
     "verify_checkpoint": "llama_lora.model.integrity",
     "write_manifest": "llama_lora.model.integrity",
     "IntegrityError": "llama_lora.errors",
+    "build_dataset": "llama_lora.data",
+    "DataCollator": "llama_lora.data",
+    "DatasetStats": "llama_lora.data",
+    "DataError": "llama_lora.data",
+    "Finetuner": "llama_lora.training",
+    "TrainingConfig": "llama_lora.training",
+    "FitResult": "llama_lora.training",
+    "Callback": "llama_lora.training",
+    "evaluate": "llama_lora.evaluation",
+    "compare": "llama_lora.evaluation",
+    "plan_memory": "llama_lora.planning",
+    "suggest": "llama_lora.planning",
+    "MemoryPlan": "llama_lora.planning",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from llama_lora.data import DataCollator, DataError, DatasetStats, build_dataset  # noqa: F401
+    from llama_lora.evaluation import compare, evaluate  # noqa: F401
+    from llama_lora.planning import MemoryPlan, plan_memory, suggest  # noqa: F401
+    from llama_lora.training import Callback, Finetuner, FitResult, TrainingConfig  # noqa: F401
     from llama_lora.errors import IntegrityError  # noqa: F401
     from llama_lora.model.adapters import load_adapter, merge_and_export, save_adapter  # noqa: F401
     from llama_lora.model.integrity import verify_checkpoint, write_manifest  # noqa: F401
