@@ -41,13 +41,13 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from llama_lora.data import DataCollator, DataError, DatasetStats, build_dataset  # noqa: F401
-    from llama_lora.evaluation import compare, evaluate  # noqa: F401
-    from llama_lora.planning import MemoryPlan, plan_memory, suggest  # noqa: F401
-    from llama_lora.training import Callback, Finetuner, FitResult, TrainingConfig  # noqa: F401
     from llama_lora.errors import IntegrityError  # noqa: F401
+    from llama_lora.evaluation import compare, evaluate  # noqa: F401
     from llama_lora.model.adapters import load_adapter, merge_and_export, save_adapter  # noqa: F401
     from llama_lora.model.integrity import verify_checkpoint, write_manifest  # noqa: F401
     from llama_lora.model.loading import prepare_model  # noqa: F401
+    from llama_lora.planning import MemoryPlan, plan_memory, suggest  # noqa: F401
+    from llama_lora.training import Callback, Finetuner, FitResult, TrainingConfig  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

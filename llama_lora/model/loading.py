@@ -164,11 +164,15 @@ def quantization_config(quantization: str | None, compute_dtype: torch.dtype):
         return None
     if quantization == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
+    # FSDP can only shard parameters of one float dtype, so under an FSDP launch the packed 4-bit
+    # bytes are stored viewed as the compute dtype (same bytes, different element type).
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quantization,
         bnb_4bit_use_double_quant=True,  # quantize the fp32 block scales too: ~0.37 bit/param saved
         bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=compute_dtype if fsdp else torch.uint8,
     )
 
 
