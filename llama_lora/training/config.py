@@ -72,6 +72,10 @@ class TrainingConfig:
     """Show a tqdm bar (main process only) with loss, learning rate and tokens/s."""
     max_consecutive_nonfinite: int = 5
     """Raise after this many optimizer steps in a row with a NaN/inf loss or gradient norm."""
+    fused_loss: bool = True
+    """With a frozen ``lm_head``, compute logits only at target positions, in chunks, with the
+    input gradient formed in the forward pass (same loss; no full fp32 logits kept). False
+    forces the model's full-logit path."""
     dataloader_num_workers: int = 0
     """Worker processes that collate batches off the training thread (0: in the loop)."""
 
@@ -103,10 +107,11 @@ class TrainingConfig:
         _check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
-        if not isinstance(self.progress_bar, bool):
-            raise ValueError(
-                f"TrainingConfig.progress_bar must be a bool, got {self.progress_bar!r}"
-            )
+        for name in ("progress_bar", "fused_loss"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"TrainingConfig.{name} must be a bool, got {getattr(self, name)!r}"
+                )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainingConfig:

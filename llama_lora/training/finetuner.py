@@ -22,6 +22,12 @@ from llama_lora.training import checkpoint as ckpt
 from llama_lora.training import setup
 from llama_lora.training.callbacks import Callback, CallbackList, EarlyStopping
 from llama_lora.training.config import TrainingConfig
+from llama_lora.training.fused_loss import (
+    HiddenStateTap,
+    fused_loss_head,
+    linear_cross_entropy_sum,
+    target_hidden_states,
+)
 from llama_lora.training.loss import (
     count_real_tokens,
     count_target_tokens,
@@ -53,6 +59,9 @@ class _Run:
     last_eval_step: int = -1
     last_save_step: int = -1
     final_checkpoint: Path | None = None
+    loss_head: torch.nn.Module | None = None
+    """The frozen ``lm_head`` when the fused target-only loss applies (see ``fused_loss.py``)."""
+    loss_tap: HiddenStateTap | None = None
 
 
 class Finetuner:
@@ -127,6 +136,8 @@ class Finetuner:
             completed = True
         finally:
             run.monitor.close(self._summary() if completed else None, run.state.history)
+            if run.loss_tap is not None:
+                run.loss_tap.remove()
             self._release(run)
         return self._result(run)
 
@@ -216,9 +227,19 @@ class Finetuner:
     # ------------------------------------------------------------------------- step pieces
 
     def _forward_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Summed next-token loss of one micro-batch (fp32)."""
-        outputs = self._run.model(**model_inputs(batch))
-        return token_cross_entropy_sum(outputs.logits, batch["labels"])
+        """Summed next-token loss of one micro-batch (fp32).
+
+        With a frozen head the logits are computed only at target positions, chunk by chunk
+        (``fused_loss.py``); otherwise from the model's full logits. Same value either way.
+        """
+        run = self._run
+        if run.loss_head is None:
+            outputs = run.model(**model_inputs(batch))
+            return token_cross_entropy_sum(outputs.logits, batch["labels"])
+        run.model(**model_inputs(batch), logits_to_keep=1)  # the head runs on one position only
+        rows, targets = target_hidden_states(run.loss_tap.pop(), batch["labels"])  # (N, H), (N,)
+        with run.accelerator.autocast():
+            return linear_cross_entropy_sum(rows, run.loss_head.weight, targets)
 
     def _gradient_sync(self, *, last: bool):
         """Skip the DDP all-reduce on every micro-batch but the window's last."""
@@ -440,6 +461,10 @@ class Finetuner:
             last_save_step=state.step if resume_dir is not None else -1,
             final_checkpoint=resume_dir,
         )
+        fused = fused_loss_head(self.model) if self.config.fused_loss else None
+        if fused is not None:
+            decoder, run.loss_head = fused
+            run.loss_tap = HiddenStateTap(decoder)
         run.monitor = Monitor(
             self.config.output_dir,
             enabled=accelerator.is_main_process,

@@ -174,14 +174,15 @@ def test_callback_can_stop_training(tmp_path, tokenizer):
 
 
 def _poison_logits(model, bad_calls):
-    """Make the lm_head output NaN on the given (1-based) forward calls."""
+    """Make the final hidden states NaN on the given (1-based) forward calls (the final norm
+    feeds both the full-logit and the fused target-only loss)."""
     calls = {"n": 0}
 
     def hook(module, args, output):
         calls["n"] += 1
         return output * math.nan if calls["n"] in bad_calls else output
 
-    return model.get_base_model().lm_head.register_forward_hook(hook)
+    return model.get_base_model().model.norm.register_forward_hook(hook)
 
 
 def test_nonfinite_steps_are_skipped_and_counted(tmp_path, tokenizer):
