@@ -26,6 +26,9 @@ from llama_lora.data.tokenization import IGNORE_INDEX
 
 KEPT_COLUMNS = ("input_ids", "attention_mask", "labels", "position_ids")
 BOOL_MASK_IMPLEMENTATIONS = ("sdpa",)
+#: Implementations that find example boundaries from ``position_ids`` themselves
+#: (``llama_lora.model.packed_attention``): packed rows need no (B, 1, T, T) mask for them.
+SEGMENT_AWARE_IMPLEMENTATIONS = ("llama_lora_packed_sdpa",)
 
 
 @dataclass
@@ -95,7 +98,8 @@ class DataCollator:
             batch["attention_mask"] = (positions < torch.tensor(lengths)[:, None]).long()
             return batch
         batch["position_ids"] = _position_ids(rows, lengths, width)
-        batch["attention_mask"] = self._packed_mask(batch["position_ids"])
+        if self.attn_implementation not in SEGMENT_AWARE_IMPLEMENTATIONS:
+            batch["attention_mask"] = self._packed_mask(batch["position_ids"])
         return batch
 
     def _packed_mask(self, position_ids):

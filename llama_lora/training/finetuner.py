@@ -62,6 +62,8 @@ class _Run:
     loss_head: torch.nn.Module | None = None
     """The frozen ``lm_head`` when the fused target-only loss applies (see ``fused_loss.py``)."""
     loss_tap: HiddenStateTap | None = None
+    restore_attention: str | None = None
+    """The attention implementation to put back when packed rows switched it."""
 
 
 class Finetuner:
@@ -136,8 +138,6 @@ class Finetuner:
             completed = True
         finally:
             run.monitor.close(self._summary() if completed else None, run.state.history)
-            if run.loss_tap is not None:
-                run.loss_tap.remove()
             self._release(run)
         return self._result(run)
 
@@ -146,6 +146,10 @@ class Finetuner:
         which would otherwise leak into evaluation, generation or a second ``fit``."""
         run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
         run.accelerator.free_memory()
+        if run.loss_tap is not None:
+            run.loss_tap.remove()
+        if run.restore_attention is not None:
+            _inner_model(self.model).set_attn_implementation(run.restore_attention)
         self._run = None
 
     def _finished(self) -> bool:
@@ -399,6 +403,7 @@ class Finetuner:
         train_split, val_split = setup.select_splits(data, config)
         resume_dir = setup.resolve_resume(resume, config.output_dir)
         set_seed(config.seed)
+        restore_attention = self._use_packed_attention(train_split)
         collator = self.data_collator or self._default_collator()
         train_loader, val_loader = setup.build_dataloaders(train_split, val_split, config, collator)
         optimizer = build_optimizer(
@@ -423,6 +428,7 @@ class Finetuner:
         )
         prepared = (accelerator, model, optimizer, scheduler, train_loader, val_loader)
         self._run = self._start_run(*prepared, total_steps=steps, resume_dir=resume_dir)
+        self._run.restore_attention = restore_attention
         return self._run
 
     def _start_run(
@@ -477,6 +483,21 @@ class Finetuner:
             ckpt.restore_rank_rng_state(resume_dir, accelerator.process_index)
         return run
 
+    def _use_packed_attention(self, train_split) -> str | None:
+        """Train packed rows with padding-free attention (one causal SDPA call per example)
+        instead of SDPA over the whole row with a block mask: the same result, a fraction of
+        the attention work (``llama_lora/model/packed_attention.py``). Returns the
+        implementation to restore afterwards, or None when nothing changed."""
+        inner = _inner_model(self.model)
+        current = getattr(getattr(inner, "config", None), "_attn_implementation", None)
+        packed = "position_ids" in (getattr(train_split, "column_names", None) or ())
+        if not packed or current != "sdpa" or self.data_collator is not None:
+            return None
+        from llama_lora.model.packed_attention import register_packed_sdpa
+
+        inner.set_attn_implementation(register_packed_sdpa())
+        return current
+
     def _default_collator(self):
         from llama_lora.data.collator import DataCollator
 
@@ -520,3 +541,8 @@ class Finetuner:
         extra |= {"mixed_precision": run.accelerator.mixed_precision}
         extra |= {"num_processes": run.accelerator.num_processes}
         return {key: str(v) if isinstance(v, Path) else v for key, v in (result | extra).items()}
+
+
+def _inner_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The ``transformers`` model inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -78,3 +78,42 @@ def test_trainable_or_lora_head_is_not_eligible():
         LlamaForCausalLM(config), LoraConfig(target_modules=["q_proj", "lm_head"])
     )
     assert fused_loss_head(with_head) is None
+
+
+def test_packed_rows_train_the_same_with_padding_free_attention(tmp_path):
+    """fit() switches packed data to per-example attention; it must equal the block-mask path."""
+    from llama_lora.data import build_dataset
+    from llama_lora.data.collator import DataCollator
+    from llama_lora.model.presets import build_byte_tokenizer
+    from llama_lora.training import Finetuner
+    from tests.training.helpers import adapter_tensors, quiet_config, tiny_lora_model, toy_rows
+
+    tokenizer = build_byte_tokenizer()
+    records = [
+        {"instruction": r["prompt"], "output": r["response"]}
+        for r in toy_rows(tokenizer, 24, seed=0)
+    ]
+    data = build_dataset(
+        "instruction", records, tokenizer, max_length=384, packing=True, val_size=0.0, test_size=0.0
+    )
+
+    def fit(name, collator):
+        model = tiny_lora_model(seed=0)
+        config = quiet_config(tmp_path / name, max_steps=3, batch_size=2)
+        result = Finetuner(model, tokenizer, config, data_collator=collator).fit(
+            {"train": data["train"]}
+        )
+        assert model.get_base_model().config._attn_implementation == "sdpa"  # restored
+        return [r["train_loss"] for r in result.history if "train_loss" in r], adapter_tensors(
+            model
+        )
+
+    masked_collator = DataCollator(tokenizer, attn_implementation="sdpa")
+    free_losses, free_adapter = fit("free", None)
+    mask_losses, mask_adapter = fit("mask", masked_collator)
+    torch.testing.assert_close(
+        torch.tensor(free_losses), torch.tensor(mask_losses), rtol=1e-5, atol=0
+    )
+    for name, tensor in mask_adapter.items():
+        # Different SDPA kernels sum in a different order: equal up to float rounding.
+        torch.testing.assert_close(free_adapter[name], tensor, rtol=1e-4, atol=1e-5)
