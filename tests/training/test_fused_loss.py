@@ -115,5 +115,6 @@ def test_packed_rows_train_the_same_with_padding_free_attention(tmp_path):
         torch.tensor(free_losses), torch.tensor(mask_losses), rtol=1e-5, atol=0
     )
     for name, tensor in mask_adapter.items():
-        # Different SDPA kernels sum in a different order: equal up to float rounding.
-        torch.testing.assert_close(free_adapter[name], tensor, rtol=1e-4, atol=1e-5)
+        # Different SDPA kernels sum in a different order, and Adam's normalised update turns
+        # rounding in near-zero gradients into ~lr-sized steps: compare at 1% of lr (1e-2).
+        torch.testing.assert_close(free_adapter[name], tensor, rtol=1e-4, atol=1e-4)
