@@ -57,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--no-gradient-checkpointing",
+        action="store_true",
+        help="no activation recompute in any system (default: recompute, the QLoRA default)",
+    )
+    parser.add_argument(
+        "--lora-dropout", type=float, default=0.05, help="LoRA dropout of every system (0.05)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         help="torch threads per system process and for the ceiling (default: the workload's: "
@@ -193,6 +201,8 @@ def _prepare(args, workload, device: str, output_dir: Path):
         device=device,
         seed=args.seed,
         threads=args.threads or workload.threads,
+        gradient_checkpointing=not args.no_gradient_checkpointing,
+        lora_dropout=args.lora_dropout,
     )
     return config, plan, AutoConfig.from_pretrained(model_dir)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -36,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
         keep = {"quantization", "compute_dtype", "device_map", "allow_pickle", "trust_remote_code"}
         options = {k: v for k, v in model_args.items() if k in keep}
         model = load_adapter(name, args.adapter, **options)
-        tokenizer = load_tokenizer(resolve_model_dir(name))
+        # The adapter's own tokenizer (chat template included) when training saved one.
+        saved = Path(args.adapter, "tokenizer_config.json").is_file()
+        tokenizer = load_tokenizer(args.adapter if saved else resolve_model_dir(name))
     else:
         model, tokenizer = prepare_model(name, **model_args)
     data_args = dict(config.data)

@@ -18,6 +18,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("config", help="YAML run file, e.g. examples/configs/quickstart.yaml")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume from the newest complete checkpoint in training.output_dir",
+    )
     parser.set_defaults(func=run)
 
 
@@ -25,12 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from llama_lora.cli.config import load_run_config
 
     config = load_run_config(args.config, args.overrides)
-    summary = train_and_evaluate(config)
-    print(summary["table"])
+    summary = train_and_evaluate(config, resume=args.resume)
+    if not summary["before"]:  # compare() already printed the before/after table
+        print(summary["table"])
     return 0
 
 
-def train_and_evaluate(config) -> dict:
+def train_and_evaluate(config, *, resume: bool = False) -> dict:
     """Run the four stages of a ``RunConfig``; return before/after metrics and the table."""
     from llama_lora.data import build_dataset
     from llama_lora.evaluation import compare, evaluate
@@ -44,13 +50,12 @@ def train_and_evaluate(config) -> dict:
     data = build_dataset(
         data_args.pop("task"), data_args.pop("source", "sample"), tokenizer, **data_args
     )
-    print(data.stats)
     eval_args = dict(config.evaluation)
     before_enabled = eval_args.pop("before", True)
     split = data[eval_args.pop("split", "test")]
     before = evaluate(model, tokenizer, split, **eval_args) if before_enabled else {}
     training = TrainingConfig(**config.training)
-    result = Finetuner(model, tokenizer, training).fit(data)
+    result = Finetuner(model, tokenizer, training).fit(data, resume_from_checkpoint=resume or None)
     output_dir = Path(training.output_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0
     after = evaluate(

@@ -60,7 +60,7 @@ def _download(repo_id: str, *, allow_pickle: bool) -> Path:
         reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else str(err)
         raise FileNotFoundError(
             f"model {repo_id!r} could not be found ({reason}). On a machine with network run "
-            f"`huggingface-cli download {repo_id}` (log in first for gated models such as "
+            f"`hf download {repo_id}` (run `hf auth login` first for gated models such as "
             f"meta-llama/*), then copy the cache (~/.cache/huggingface) or the downloaded "
             f"directory here and pass its path."
         ) from err

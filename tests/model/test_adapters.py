@@ -82,3 +82,18 @@ def test_merge_from_4bit_base_dequantizes(tiny_checkpoint, tmp_path):
     with torch.no_grad():
         diff = (merged(input_ids=BATCH).logits - expected).abs().max().item()
     assert diff < 0.05 * expected.abs().max().item()
+
+
+def test_chat_template_survives_save_and_merge(tiny_checkpoint, tmp_path):
+    from transformers import AutoTokenizer
+
+    from llama_lora.model.tokenizer import load_tokenizer
+
+    model, tokenizer = _trained(tiny_checkpoint, None)
+    tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    save_adapter(model, tmp_path / "adapter", tokenizer)
+    merge_and_export(model, tmp_path / "merged", tokenizer=tokenizer, dtype="float32")
+    for directory in (tmp_path / "adapter", tmp_path / "merged"):
+        reloaded = AutoTokenizer.from_pretrained(directory)
+        assert reloaded.chat_template == tokenizer.chat_template, directory
+        assert load_tokenizer(directory).pad_token_id != reloaded.eos_token_id

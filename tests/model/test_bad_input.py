@@ -65,5 +65,5 @@ def test_pickle_weights_refused_unless_allowed(tmp_path, tiny_checkpoint):
 def test_hub_id_offline_and_not_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE.*huggingface-cli download"):
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE.*hf download"):
         prepare_model("someone/not-cached-model")
