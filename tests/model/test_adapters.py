@@ -90,7 +90,9 @@ def test_chat_template_survives_save_and_merge(tiny_checkpoint, tmp_path):
     from llama_lora.model.tokenizer import load_tokenizer
 
     model, tokenizer = _trained(tiny_checkpoint, None)
-    tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    tokenizer.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    )
     save_adapter(model, tmp_path / "adapter", tokenizer)
     merge_and_export(model, tmp_path / "merged", tokenizer=tokenizer, dtype="float32")
     for directory in (tmp_path / "adapter", tmp_path / "merged"):

@@ -1,0 +1,95 @@
+"""Switch one llama_lora speed lever off and measure real tokens/s on the cpu-small data.
+
+    python benchmarks/levers.py                   # everything on
+    python benchmarks/levers.py --no-fused-loss   # full-logit loss instead of target-only chunks
+    python benchmarks/levers.py --block-mask      # SDPA with a (B, 1, T, T) block mask per row
+    python benchmarks/levers.py --profile         # plus a torch.profiler table
+
+Runs ``prepare_model`` + ``build_dataset(packing=True)`` + ``Finetuner.fit`` exactly as the
+benchmark's llama_lora system does (no recompute, no LoRA dropout: the speed settings), and
+reports tokens/s over the steps after the first two. One run, so expect +-10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--no-fused-loss", action="store_true")
+    parser.add_argument("--block-mask", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--cache-dir", default=str(Path(tempfile.gettempdir()) / "llama_lora_bench")
+    )
+    args = parser.parse_args(argv)
+
+    from benchmarks.checkpoint import ensure_checkpoint
+    from benchmarks.examples import build_packed, select_records
+    from benchmarks.workloads import ALPACA_PATH, get_workload
+    from llama_lora.data.collator import DataCollator
+    from llama_lora.model.loading import prepare_model
+    from llama_lora.training import Callback, Finetuner, TrainingConfig
+
+    workload = get_workload("cpu-small")
+    checkpoint = ensure_checkpoint(workload, Path(args.cache_dir))
+    model, tokenizer = prepare_model(
+        checkpoint,
+        quantization="nf4",
+        compute_dtype="bf16",
+        gradient_checkpointing=False,
+        lora_dropout=0.0,
+    )
+    records = json.loads(ALPACA_PATH.read_text())[:300]
+    train = build_packed(
+        select_records(records, tokenizer, workload.max_length), tokenizer, workload.pack_length, 0
+    )
+    step_ends: list[float] = []
+
+    class StepClock(Callback):
+        def on_step_end(self, state, metrics):
+            step_ends.append(time.perf_counter())
+
+    config = TrainingConfig(
+        output_dir=tempfile.mkdtemp(),
+        max_steps=args.steps,
+        batch_size=1,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        mixed_precision="bf16",
+        logging_steps=args.steps,
+        save_steps=args.steps + 1,
+        report_to=(),
+        progress_bar=False,
+        fused_loss=not args.no_fused_loss,
+    )
+    collator = DataCollator(tokenizer, attn_implementation="sdpa") if args.block_mask else None
+    finetuner = Finetuner(model, tokenizer, config, callbacks=[StepClock()], data_collator=collator)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            result = finetuner.fit({"train": train})
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    else:
+        result = finetuner.fit({"train": train})
+    tokens_per_row = result.train_tokens / args.steps
+    measured = step_ends[-1] - step_ends[1]
+    print(
+        f"fused_loss={not args.no_fused_loss} block_mask={args.block_mask}: "
+        f"{tokens_per_row * (args.steps - 2) / measured:.0f} real tokens/s "
+        f"(steps 3-{args.steps}, {tokens_per_row:.0f} real tokens per step)"
+    )
+
+
+if __name__ == "__main__":
+    main()
