@@ -24,6 +24,25 @@ def _isolated_cache(tmp_path_factory):
     mp.undo()
 
 
+def tiny_llama_config(**overrides):
+    """The ``LlamaConfig`` of the tests' tiny models: vocab 320, hidden 64, 2 layers, GQA 4/2."""
+    from transformers import LlamaConfig
+
+    values = {
+        "vocab_size": 320,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "tie_word_embeddings": False,
+    }
+    return LlamaConfig(**{**values, **overrides})
+
+
 def save_tiny_llama(
     directory: Path,
     *,

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from llama_lora.model.dtypes import best_half_dtype
 from llama_lora.training import checkpoint as ckpt
 from llama_lora.training.config import TrainingConfig
 from llama_lora.training.state import TrainState
@@ -36,14 +37,16 @@ def accelerator_type() -> str:
 def resolve_mixed_precision(requested: str, device_type: str) -> str:
     """Turn ``"auto"`` into ``"bf16"``, ``"fp16"`` or ``"no"`` for a device type.
 
-    bf16 needs no loss scaling and runs on every recent CPU and on Ampere+ GPUs; older GPUs get
-    fp16 with loss scaling; anything else trains in fp32.
+    The same rule as ``prepare_model``'s ``compute_dtype="auto"`` (``model/dtypes.py``): bf16
+    where the device runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX), fp16 with loss
+    scaling on older GPUs, else fp32.
     """
     if requested != "auto":
         return requested
-    if device_type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if device_type == "cpu" else "no"
+    if device_type not in ("cuda", "cpu"):
+        return "no"
+    names = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+    return names.get(best_half_dtype(device_type), "no")
 
 
 def build_accelerator(config: TrainingConfig):

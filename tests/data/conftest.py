@@ -80,19 +80,12 @@ def make_rows():
 def tiny_llama():
     """``tiny_llama(attn_implementation)`` -> a seeded fp32 LlamaForCausalLM (vocab 320)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from tests.conftest import tiny_llama_config
 
     def build(attn_implementation: str = "sdpa"):
-        config = LlamaConfig(
-            vocab_size=320,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            attn_implementation=attn_implementation,
-        )
+        config = tiny_llama_config(attn_implementation=attn_implementation)
         torch.manual_seed(0)
         return LlamaForCausalLM(config).float().eval()
 

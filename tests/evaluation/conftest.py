@@ -17,23 +17,12 @@ def _tiny_model(seed: int = 0, **overrides):
     attention is almost uniform, so a wrong position id or mask changes a log-prob by only
     ~1e-4 and a comparison with brute force could not tell right from wrong.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from tests.conftest import tiny_llama_config
 
     overrides.setdefault("initializer_range", 0.2)
-
-    config = LlamaConfig(
-        vocab_size=320,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        **overrides,
-    )
+    config = tiny_llama_config(pad_token_id=0, **overrides)
     torch.manual_seed(seed)
     return LlamaForCausalLM(config).eval()
 

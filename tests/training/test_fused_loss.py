@@ -63,15 +63,11 @@ def test_finetuner_trains_the_same_with_and_without_fused_loss(tmp_path):
 
 def test_trainable_or_lora_head_is_not_eligible():
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-    )
+    from tests.conftest import tiny_llama_config
+
+    config = tiny_llama_config()
     frozen = get_peft_model(LlamaForCausalLM(config), LoraConfig(target_modules="all-linear"))
     assert fused_loss_head(frozen) is not None
     with_head = get_peft_model(
