@@ -131,7 +131,9 @@ def _dense_weight(linear: torch.nn.Module) -> torch.Tensor:
                 weight.data, quant_state
             )
         return bnbf.dequantize_4bit(weight.data, weight.quant_state)
-    scb = getattr(weight, "SCB", None) or getattr(getattr(linear, "state", None), "SCB", None)
+    scb = getattr(weight, "SCB", None)  # a tensor: never `or` it (ambiguous truth value)
+    if scb is None:
+        scb = getattr(getattr(linear, "state", None), "SCB", None)
     if weight.dtype == torch.int8 and scb is not None:  # bitsandbytes Int8Params: row-wise absmax
         return weight.data.float() * (scb.float().unsqueeze(1) / 127.0)
     return weight.detach()

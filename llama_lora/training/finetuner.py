@@ -404,6 +404,34 @@ class Finetuner:
         resume_dir = setup.resolve_resume(resume, config.output_dir)
         set_seed(config.seed)
         restore_attention = self._use_packed_attention(train_split)
+        try:
+            run = self._prepare_run(accelerator, train_split, val_split, resume_dir)
+        except BaseException:
+            # Hand the model back untouched: no autocast-patched forward, no switched attention.
+            accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+            if restore_attention is not None:
+                _inner_model(self.model).set_attn_implementation(restore_attention)
+            raise
+        run.restore_attention = restore_attention
+        fused = self._fused_loss_head(accelerator)
+        if fused is not None:  # last: nothing after it can fail and leak the hook
+            decoder, run.loss_head = fused
+            run.loss_tap = HiddenStateTap(decoder)
+        self._run = run
+        return run
+
+    def _fused_loss_head(self, accelerator):
+        """The frozen head for the fused loss, unless disabled or under FSDP (whose parameters
+        are sharded outside the forward pass, so the head's weight is not whole there)."""
+        from accelerate.utils import DistributedType
+
+        if not self.config.fused_loss or accelerator.distributed_type == DistributedType.FSDP:
+            return None
+        return fused_loss_head(self.model)
+
+    def _prepare_run(self, accelerator, train_split, val_split, resume_dir) -> _Run:
+        """Loaders, optimizer, ``accelerator.prepare`` and the schedule; then the run state."""
+        config = self.config
         collator = self.data_collator or self._default_collator()
         train_loader, val_loader = setup.build_dataloaders(train_split, val_split, config, collator)
         optimizer = build_optimizer(
@@ -427,9 +455,7 @@ class Finetuner:
             warmup_ratio=config.warmup_ratio,
         )
         prepared = (accelerator, model, optimizer, scheduler, train_loader, val_loader)
-        self._run = self._start_run(*prepared, total_steps=steps, resume_dir=resume_dir)
-        self._run.restore_attention = restore_attention
-        return self._run
+        return self._start_run(*prepared, total_steps=steps, resume_dir=resume_dir)
 
     def _start_run(
         self,
@@ -467,10 +493,6 @@ class Finetuner:
             last_save_step=state.step if resume_dir is not None else -1,
             final_checkpoint=resume_dir,
         )
-        fused = fused_loss_head(self.model) if self.config.fused_loss else None
-        if fused is not None:
-            decoder, run.loss_head = fused
-            run.loss_tap = HiddenStateTap(decoder)
         run.monitor = Monitor(
             self.config.output_dir,
             enabled=accelerator.is_main_process,

@@ -26,6 +26,13 @@ import torch.nn.functional as F
 
 from llama_lora.training.loss import IGNORE_INDEX, shifted_targets
 
+#: Config attributes that transform logits after the head, with their no-op values.
+_LOGIT_TRANSFORMS = (
+    ("logits_scaling", 1.0),
+    ("logit_scale", 1.0),
+    ("final_logit_softcapping", None),
+)
+
 #: Logit elements per chunk (fp32): 8 M elements = 32 MB, e.g. 262 rows of a 32000 vocabulary.
 CHUNK_ELEMENTS = 1 << 23
 
@@ -115,6 +122,12 @@ def fused_loss_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.M
         return None
     if type(head) is not torch.nn.Linear or head.bias is not None:
         return None
+    # Architectures that post-process the logits (Granite's logits_scaling, Cohere's
+    # logit_scale, Gemma-2/3's final soft-capping) would train on a different objective.
+    config = getattr(inner, "config", None)
+    for attribute, neutral in _LOGIT_TRANSFORMS:
+        if getattr(config, attribute, neutral) not in (neutral, None):
+            return None
     if any(p.requires_grad for p in head.parameters()):
         return None
     return get_decoder(), head

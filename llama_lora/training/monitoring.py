@@ -150,7 +150,10 @@ def tensorboard_writer(log_dir: Path, purge_step: int | None = None):
 def _postfix(record: Mapping[str, Any]) -> dict[str, str]:
     shown = {"train_loss": "loss", "learning_rate": "lr", "tokens_per_second": "tok/s"}
     shown |= {"val_loss": "val_loss"}
-    return {label: f"{record[key]:.4g}" for key, label in shown.items() if key in record}
+    # A value is None when its interval had nothing to average (e.g. every step non-finite).
+    return {
+        label: f"{record[key]:.4g}" for key, label in shown.items() if record.get(key) is not None
+    }
 
 
 def plot_loss_curve(history: Sequence[Mapping[str, Any]], path: Path) -> None:

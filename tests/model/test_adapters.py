@@ -70,11 +70,12 @@ def test_merged_export_matches_unmerged(tiny_checkpoint, tmp_path):
     assert diff < 1e-4
 
 
-def test_merge_from_4bit_base_dequantizes(tiny_checkpoint, tmp_path):
-    """Merging into a dequantized NF4 base reproduces the QLoRA model up to bf16 rounding."""
+@pytest.mark.parametrize("quantization", ["nf4", "int8"])
+def test_merge_from_quantized_base_dequantizes(tiny_checkpoint, tmp_path, quantization):
+    """Merging into a dequantized 4-/8-bit base reproduces the QLoRA model up to rounding."""
     from transformers import AutoModelForCausalLM
 
-    model, tokenizer = _trained(tiny_checkpoint, "nf4")
+    model, tokenizer = _trained(tiny_checkpoint, quantization)
     with torch.no_grad():
         expected = model(input_ids=BATCH).logits.float()
     merge_and_export(model, tmp_path / "merged", tokenizer=tokenizer, dtype="float32")

@@ -114,3 +114,47 @@ def test_packed_rows_train_the_same_with_padding_free_attention(tmp_path):
         # Different SDPA kernels sum in a different order, and Adam's normalised update turns
         # rounding in near-zero gradients into ~lr-sized steps: compare at 1% of lr (1e-2).
         torch.testing.assert_close(free_adapter[name], tensor, rtol=1e-4, atol=1e-4)
+
+
+def test_heads_that_transform_logits_are_not_eligible():
+    from transformers import GraniteConfig, GraniteForCausalLM
+
+    small = {
+        "vocab_size": 64,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+    }
+    plain = GraniteForCausalLM(GraniteConfig(**small, logits_scaling=1.0))
+    scaled = GraniteForCausalLM(GraniteConfig(**small, logits_scaling=8.0))
+    for model in (plain, scaled):
+        model.requires_grad_(False)
+    assert fused_loss_head(plain) is not None
+    assert fused_loss_head(scaled) is None
+
+
+def test_failed_setup_hands_the_model_back_untouched(tmp_path):
+    from llama_lora.data import build_dataset
+    from llama_lora.model.presets import build_byte_tokenizer
+    from llama_lora.training import Finetuner
+    from tests.training.helpers import quiet_config, tiny_lora_model, toy_rows
+
+    tokenizer = build_byte_tokenizer()
+    records = [
+        {"instruction": r["prompt"], "output": r["response"]}
+        for r in toy_rows(tokenizer, 8, seed=0)
+    ]
+    data = build_dataset(
+        "instruction", records, tokenizer, max_length=384, packing=True, val_size=0.0, test_size=0.0
+    )
+    (tmp_path / "file").write_text("not a directory")
+    model = tiny_lora_model(seed=0)
+    forward = model.forward
+    config = quiet_config(tmp_path / "file" / "out", max_steps=1, progress_bar=True)
+    with pytest.raises(OSError):
+        Finetuner(model, tokenizer, config).fit({"train": data["train"]})
+    inner = model.get_base_model()
+    assert inner.config._attn_implementation == "sdpa"
+    assert not inner.model._forward_hooks
+    assert model.forward == forward
