@@ -40,7 +40,12 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if old is not None:
+                os.replace(old, target)  # put the old version back rather than lose it
+            raise
         staging.chmod(0o755) if staging.exists() else target.chmod(0o755)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

@@ -121,7 +121,12 @@ def commit_atomic_dir(staging: Path, target: Path) -> None:
         if previous.exists():
             shutil.rmtree(previous)
         os.replace(target, previous)
-    os.replace(staging, target)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if previous.exists() and not target.exists():
+            os.replace(previous, target)  # put the old version back rather than lose it
+        raise
     _fsync_dir(target.parent)
     if previous.exists():
         shutil.rmtree(previous)
