@@ -17,6 +17,8 @@ with whatever mask transformers built for them.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 #: Name under which the implementation is registered with transformers.
@@ -54,13 +56,28 @@ def packed_sdpa_attention(
     return torch.cat(rows, dim=0), None
 
 
+# The model hands every layer the same ``position_ids`` tensor: find the spans once per forward
+# (one host sync, not one per layer). A weak reference, so a freed tensor never matches.
+_last_spans: tuple[weakref.ref | None, list | None] = (None, None)
+
+
 def _segments(position_ids, length: int) -> list[list[tuple[int, int]]] | None:
     """Per row, the ``[start, end)`` spans of its examples; None when no row is packed.
 
     Only for training-shaped calls (queries span the whole row); decoding steps never qualify.
     """
+    global _last_spans
     if position_ids is None or position_ids.dim() != 2 or position_ids.shape[1] != length:
         return None
+    reference, spans = _last_spans
+    if reference is not None and reference() is position_ids:
+        return spans
+    spans = _find_spans(position_ids, length)
+    _last_spans = (weakref.ref(position_ids), spans)
+    return spans
+
+
+def _find_spans(position_ids, length: int) -> list[list[tuple[int, int]]] | None:
     restarts = position_ids[:, 1:] == 0  # (B, T-1): a new example starts at t + 1
     if not bool(restarts.any()):
         return None

@@ -100,3 +100,14 @@ def test_unpacked_batches_and_generation_fall_back_to_sdpa():
 class _Tok:
     pad_token_id = 0
     unk_token_id = 0
+
+
+def test_spans_are_found_once_per_position_tensor():
+    from llama_lora.model.packed_attention import _segments
+
+    first = torch.tensor([[0, 1, 2, 0, 1, 0]])
+    spans = _segments(first, 6)
+    assert spans == [[(0, 3), (3, 5), (5, 6)]]
+    assert _segments(first, 6) is spans  # every layer of one forward reuses them
+    assert _segments(torch.tensor([[0, 1, 0, 1, 2, 3]]), 6) == [[(0, 2), (2, 6)]]
+    assert _segments(torch.tensor([[0, 1, 2, 3, 4, 5]]), 6) is None

@@ -76,22 +76,29 @@ def test_trainable_or_lora_head_is_not_eligible():
     assert fused_loss_head(with_head) is None
 
 
+def _packed_toy_data(tokenizer, count: int):
+    """The toy task as instruction records, packed (train split only)."""
+    from llama_lora.data import build_dataset
+    from tests.training.helpers import toy_rows
+
+    records = [
+        {"instruction": r["prompt"], "output": r["response"]}
+        for r in toy_rows(tokenizer, count, seed=0)
+    ]
+    return build_dataset(
+        "instruction", records, tokenizer, max_length=384, packing=True, val_size=0.0, test_size=0.0
+    )
+
+
 def test_packed_rows_train_the_same_with_padding_free_attention(tmp_path):
     """fit() switches packed data to per-example attention; it must equal the block-mask path."""
-    from llama_lora.data import build_dataset
     from llama_lora.data.collator import DataCollator
     from llama_lora.model.presets import build_byte_tokenizer
     from llama_lora.training import Finetuner
-    from tests.training.helpers import adapter_tensors, quiet_config, tiny_lora_model, toy_rows
+    from tests.training.helpers import adapter_tensors, quiet_config, tiny_lora_model
 
     tokenizer = build_byte_tokenizer()
-    records = [
-        {"instruction": r["prompt"], "output": r["response"]}
-        for r in toy_rows(tokenizer, 24, seed=0)
-    ]
-    data = build_dataset(
-        "instruction", records, tokenizer, max_length=384, packing=True, val_size=0.0, test_size=0.0
-    )
+    data = _packed_toy_data(tokenizer, 24)
 
     def fit(name, collator):
         model = tiny_lora_model(seed=0)
@@ -135,19 +142,12 @@ def test_heads_that_transform_logits_are_not_eligible():
 
 
 def test_failed_setup_hands_the_model_back_untouched(tmp_path):
-    from llama_lora.data import build_dataset
     from llama_lora.model.presets import build_byte_tokenizer
     from llama_lora.training import Finetuner
-    from tests.training.helpers import quiet_config, tiny_lora_model, toy_rows
+    from tests.training.helpers import quiet_config, tiny_lora_model
 
     tokenizer = build_byte_tokenizer()
-    records = [
-        {"instruction": r["prompt"], "output": r["response"]}
-        for r in toy_rows(tokenizer, 8, seed=0)
-    ]
-    data = build_dataset(
-        "instruction", records, tokenizer, max_length=384, packing=True, val_size=0.0, test_size=0.0
-    )
+    data = _packed_toy_data(tokenizer, 8)
     (tmp_path / "file").write_text("not a directory")
     model = tiny_lora_model(seed=0)
     forward = model.forward
