@@ -4,16 +4,21 @@
     python benchmarks/levers.py --no-fused-loss   # full-logit loss instead of target-only chunks
     python benchmarks/levers.py --block-mask      # SDPA with a (B, 1, T, T) block mask per row
     python benchmarks/levers.py --profile         # plus a torch.profiler table
+    python benchmarks/levers.py --qlora-defaults  # recompute on, LoRA dropout 0.05
+    python benchmarks/levers.py --qlora-defaults --torch-dropout  # peft's nn.Dropout masks
 
 Runs ``prepare_model`` + ``build_dataset(packing=True)`` + ``Finetuner.fit`` exactly as the
 benchmark's llama_lora system does (no recompute, no LoRA dropout: the speed settings), and
 reports tokens/s over the steps after the first two. One run, so expect +-10%.
+``--qlora-defaults`` switches to the QLoRA defaults instead (gradient checkpointing, LoRA
+dropout 0.05), as in the benchmark's first table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -27,16 +32,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--no-fused-loss", action="store_true")
     parser.add_argument("--block-mask", action="store_true")
+    parser.add_argument("--torch-dropout", action="store_true")
+    parser.add_argument("--qlora-defaults", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
         "--cache-dir", default=str(Path(tempfile.gettempdir()) / "llama_lora_bench")
     )
     args = parser.parse_args(argv)
 
+    import torch
+
     from benchmarks.checkpoint import ensure_checkpoint
     from benchmarks.examples import build_packed, select_records
     from benchmarks.workloads import ALPACA_PATH, get_workload
     from llama_lora.data.collator import DataCollator
+    from llama_lora.model.dropout import GapDropout
     from llama_lora.model.loading import prepare_model
     from llama_lora.training import Callback, Finetuner, TrainingConfig
 
@@ -46,9 +56,13 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint,
         quantization="nf4",
         compute_dtype="bf16",
-        gradient_checkpointing=False,
-        lora_dropout=0.0,
+        gradient_checkpointing=args.qlora_defaults,
+        lora_dropout=0.05 if args.qlora_defaults else 0.0,
     )
+    if args.torch_dropout:  # peft's own dropout modules back in place of GapDropout
+        for module in model.modules():
+            if isinstance(module, GapDropout):
+                module.__class__ = torch.nn.Dropout
     records = json.loads(ALPACA_PATH.read_text())[:300]
     train = build_packed(
         select_records(records, tokenizer, workload.max_length), tokenizer, workload.pack_length, 0
@@ -84,10 +98,14 @@ def main(argv: list[str] | None = None) -> None:
         result = finetuner.fit({"train": train})
     tokens_per_row = result.train_tokens / args.steps
     measured = step_ends[-1] - step_ends[1]
+    steps = zip(step_ends[1:-1], step_ends[2:], strict=True)
+    median_step = statistics.median(end - start for start, end in steps)
     print(
-        f"fused_loss={not args.no_fused_loss} block_mask={args.block_mask}: "
+        f"fused_loss={not args.no_fused_loss} block_mask={args.block_mask} "
+        f"qlora_defaults={args.qlora_defaults} torch_dropout={args.torch_dropout}: "
         f"{tokens_per_row * (args.steps - 2) / measured:.0f} real tokens/s "
-        f"(steps 3-{args.steps}, {tokens_per_row:.0f} real tokens per step)"
+        f"(steps 3-{args.steps}, {tokens_per_row:.0f} real tokens per step; "
+        f"median step {median_step:.3f} s)"
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from llama_lora.model.dropout import use_gap_dropout
 from llama_lora.model.dtypes import resolve_dtype
 
 
@@ -91,7 +92,9 @@ def load_adapter(base, adapter_dir: str | Path, *, is_trainable: bool = False, *
         options = {"quantization": "nf4", "gradient_checkpointing": False, **prepare_kwargs}
         options["compute_dtype"] = resolve_dtype(options.get("compute_dtype", "auto"))
         base, _ = load_prepared_base(resolve_model_dir(base), **options)
-    return PeftModel.from_pretrained(base, adapter_dir, is_trainable=is_trainable)
+    model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=is_trainable)
+    use_gap_dropout(model)
+    return model
 
 
 def merged_state_dict(model, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:

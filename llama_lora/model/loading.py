@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from llama_lora.model.dropout import use_gap_dropout
 from llama_lora.model.dtypes import resolve_dtype
 from llama_lora.model.integrity import Manifest, verify_checkpoint
 from llama_lora.model.source import check_weight_format, resolve_model_dir
@@ -304,6 +305,9 @@ def attach_lora(
 ):
     """Wrap ``base`` in a ``peft`` LoRA model; only adapter weights stay trainable.
 
+    The adapters' input dropout samples its mask sparsely on CPU (``model/dropout.py``): same
+    distribution as peft's ``nn.Dropout``, a fraction of the random draws.
+
     Raises:
         ValueError: a target module name matches no linear layer (lists the ones there are).
     """
@@ -329,4 +333,6 @@ def attach_lora(
     with warnings.catch_warnings():
         # peft still reads transformers' deprecated `is_gradient_checkpointing`; not ours to fix.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-        return get_peft_model(base, config)
+        model = get_peft_model(base, config)
+    use_gap_dropout(model)
+    return model

@@ -11,18 +11,28 @@ Why by hand: transformers' varlen path (``flash_attention_2`` with ``cu_seqlens`
 flash-attn CUDA package; nothing equivalent exists for SDPA or CPU. Each segment still goes
 through transformers' own ``sdpa_attention_forward`` (GQA handling included).
 
+Short examples run on SDPA's math backend: on CPU the flash kernel's fixed cost per call makes
+it 1.6-2x slower than two batched matmuls and a softmax for examples under ~256 tokens (forward
+plus backward, 8 heads of 64, bf16; ``benchmarks/README.md``), and Alpaca examples average 94.
+Both backends agree to bf16 rounding. On CUDA the fused kernels win at every length.
+
 Rows without a restart (ordinary batches, generation with a cache) go to plain SDPA unchanged,
 with whatever mask transformers built for them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 #: Name under which the implementation is registered with transformers.
 PACKED_SDPA = "llama_lora_packed_sdpa"
+
+#: On CPU, examples up to this many tokens use SDPA's math backend (see module docstring).
+CPU_MATH_MAX_LENGTH = 256
 
 
 def packed_sdpa_attention(
@@ -39,21 +49,29 @@ def packed_sdpa_attention(
         )
     rows = []
     for b, bounds in enumerate(segments):
-        pieces = [
-            sdpa_attention_forward(
-                module,
-                query[b : b + 1, :, start:end],
-                key[b : b + 1, :, start:end],
-                value[b : b + 1, :, start:end],
-                None,  # is_causal within the example: the block mask, without building it
-                dropout=dropout,
-                scaling=scaling,
-                **kwargs,
-            )[0]
-            for start, end in bounds
-        ]
+        pieces = []
+        for start, end in bounds:
+            with _backend_for(end - start, query.device):
+                out, _ = sdpa_attention_forward(
+                    module,
+                    query[b : b + 1, :, start:end],
+                    key[b : b + 1, :, start:end],
+                    value[b : b + 1, :, start:end],
+                    None,  # is_causal within the example: the block mask, without building it
+                    dropout=dropout,
+                    scaling=scaling,
+                    **kwargs,
+                )
+            pieces.append(out)
         rows.append(torch.cat(pieces, dim=1))  # (1, T, H, D)
     return torch.cat(rows, dim=0), None
+
+
+def _backend_for(length: int, device: torch.device):
+    """SDPA's math backend for a short example on CPU, else SDPA's own choice."""
+    if device.type == "cpu" and length <= CPU_MATH_MAX_LENGTH:
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 # The model hands every layer the same ``position_ids`` tensor: find the spans once per forward

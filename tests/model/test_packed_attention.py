@@ -33,12 +33,22 @@ def _packed_row():
     }
 
 
+@pytest.fixture(params=["math", "flash"])
+def cpu_backend(request, monkeypatch):
+    """Short examples take SDPA's math backend on CPU; 0 sends every example to flash."""
+    import llama_lora.model.packed_attention as packed
+
+    if request.param == "flash":
+        monkeypatch.setattr(packed, "CPU_MATH_MAX_LENGTH", 0)
+    return request.param
+
+
 def _per_example_logits(logits, lengths):
     return torch.split(logits[0, : sum(lengths)], list(lengths))
 
 
 @pytest.mark.parametrize("with_mask", [False, True])
-def test_packed_logits_equal_each_example_alone(with_mask):
+def test_packed_logits_equal_each_example_alone(with_mask, cpu_backend):
     model = _model()
     examples, row = _packed_row()
     with torch.no_grad():
@@ -63,7 +73,7 @@ def test_packed_logits_equal_each_example_alone(with_mask):
     assert not torch.allclose(_per_example_logits(leaky, LENGTHS)[1], alone[1], atol=1e-3)
 
 
-def test_packed_gradients_equal_block_mask_path():
+def test_packed_gradients_equal_block_mask_path(cpu_backend):
     _, row = _packed_row()
 
     def grads(implementation):
