@@ -139,7 +139,10 @@ def load_prepared_base(
     if len(tokenizer) > base.get_input_embeddings().num_embeddings:
         base.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
     _freeze_and_prepare(
-        base, upcast_norms=quantization is not None, gradient_checkpointing=gradient_checkpointing
+        base,
+        norm_dtype=torch.float32 if quantization is not None else None,
+        compute_dtype=compute_dtype,
+        gradient_checkpointing=gradient_checkpointing,
     )
     return base, tokenizer
 
@@ -234,23 +237,43 @@ def _check_causal_lm(config, path: Path) -> None:
     )
 
 
-def _freeze_and_prepare(base, *, upcast_norms: bool, gradient_checkpointing: bool) -> None:
+def _freeze_and_prepare(
+    base,
+    *,
+    norm_dtype: torch.dtype | None,
+    compute_dtype: torch.dtype,
+    gradient_checkpointing: bool,
+) -> None:
     """Freeze the base and get it ready for (k-bit) adapter training.
 
     Not ``peft.prepare_model_for_kbit_training``: it upcasts every non-quantized parameter to
     fp32, embeddings and lm_head included (about 1 GB extra for LLaMA-2-7B). For a quantized
-    base only the norm weights go to fp32, so the residual stream stays in full precision
-    (quantized layers cast their input to the compute dtype themselves). An unquantized half
-    precision base stays as it is: its plain ``nn.Linear`` layers need half-precision inputs.
+    base (``norm_dtype=float32``) only the norm weights go to fp32 and the residual stream is
+    kept in fp32 (the embedding output is upcast), while everything the norms feed runs in the
+    compute dtype: each norm's output is cast to it once. The matmuls see the same bf16 inputs
+    as when each quantized layer cast an fp32 input itself, but the MLP intermediates, the
+    rotary embedding and the adapters' dropout no longer run (and are no longer saved) in fp32,
+    and the ~20 casts per block are gone (benchmarks/README.md). An unquantized half-precision
+    base stays as it is: its plain ``nn.Linear`` layers need half-precision inputs.
     """
     for param in base.parameters():
         param.requires_grad_(False)
-    if upcast_norms:
+    if norm_dtype is not None:
+        norms = set()
         for name, param in base.named_parameters():
             if param.ndim == 1 and "norm" in name and param.is_floating_point():
-                param.data = param.data.float()
-        # fp32 norms make the final hidden states fp32; cast them for a half-precision lm_head
-        # so the model also runs outside autocast (evaluation, generation).
+                param.data = param.data.to(norm_dtype)
+                norms.add(name.rpartition(".")[0])
+        for name in sorted(norms):
+            base.get_submodule(name).register_forward_hook(_cast_output(compute_dtype))
+        base.get_input_embeddings().register_forward_hook(_cast_output(norm_dtype))
+        # cos/sin follow the dtype of the hidden states they are given (now fp32); q and k are
+        # in the compute dtype and must stay there, as v does, also outside autocast.
+        for module in base.modules():
+            if type(module).__name__.endswith("RotaryEmbedding"):
+                module.register_forward_hook(_cast_output(compute_dtype))
+        # The head may see other dtypes outside this setup (a caller's own hidden states);
+        # casting to its weight's dtype keeps the model usable outside autocast too.
         base.get_output_embeddings().register_forward_pre_hook(_cast_input_to_weight_dtype)
     _keep_4bit_layers_differentiable(base)
     if gradient_checkpointing:
@@ -277,6 +300,17 @@ def _keep_4bit_layers_differentiable(base) -> None:
     for module in base.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
+
+
+def _cast_output(dtype: torch.dtype):
+    """A forward hook that returns the module's tensor output (or tuple of them) in ``dtype``."""
+
+    def hook(module, args, output):
+        if isinstance(output, tuple):
+            return tuple(t.to(dtype) if isinstance(t, torch.Tensor) else t for t in output)
+        return output.to(dtype) if isinstance(output, torch.Tensor) else output
+
+    return hook
 
 
 def _cast_input_to_weight_dtype(module, args):

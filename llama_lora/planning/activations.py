@@ -5,17 +5,18 @@ llama_lora trains it: frozen (quantized) base layers, fp32 LoRA adapters, a forw
 ``torch.autocast(compute_dtype)``, and fp32 RMSNorm weights for a quantized base. Two facts of
 that setup shape the numbers:
 
-* bitsandbytes' 4-bit/8-bit layers return their output in their *input* dtype, and the fp32
-  norm weights make the norm outputs fp32, so with a quantized base the residual stream and the
-  MLP intermediates are fp32 (``stream_bytes`` = 4); an unquantized base keeps them in the
-  compute dtype.
+* With a quantized base the residual stream is fp32 (``stream_bytes`` = 4: the embedding
+  output is upcast and the norms compute in fp32), and every norm hands its consumers the
+  compute dtype, so the attention and MLP branches, their intermediates and the adapters'
+  inputs are in the compute dtype (``model/loading.py``); an unquantized base keeps everything
+  in the compute dtype.
 * A frozen base layer saves nothing for backward (bitsandbytes keeps only the packed weight,
   which is already counted); each LoRA adapter saves its dropped-out input in the compute dtype,
   the dropout mask, and its rank-r intermediate.
 
 ``tests/planning`` checks the per-layer and checkpoint formulas byte for byte against
-``torch.autograd.graph.saved_tensors_hooks`` on a CPU model (where dropout keeps an fp32 mask
-instead of CUDA's bool one, hence ``dropout_mask_bytes``).
+``torch.autograd.graph.saved_tensors_hooks`` on a CPU model (where dropout keeps its mask in the
+adapter's fp32 dtype instead of CUDA's bool one, hence ``dropout_mask_bytes``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from llama_lora.planning.shapes import ModelShape
 FP32_BYTES = 4
 LABEL_BYTES = 8  # int64 targets kept by cross_entropy
 CUDA_DROPOUT_MASK_BYTES = 1  # CUDA's fused native_dropout keeps a bool mask
-CPU_DROPOUT_MASK_BYTES = 4  # the CPU composite dropout multiplies by an fp32 mask
+# On CPU, peft's 4-bit LoRA forward casts the adapter input to the fp32 adapter dtype (it checks
+# only CUDA autocast) and dropout keeps its mask in that dtype.
+CPU_DROPOUT_MASK_BYTES = 4
 # Bytes per logit element at the loss-backward peak of the full-logit path: the fp32
 # log-probabilities cross_entropy saves, the gradient arriving at log_softmax, and the gradient
 # it returns for the fp32 logits (the model's own compute-dtype logits are freed by then).
@@ -42,12 +45,12 @@ class ActivationDtypes:
     compute_bytes: int
     """The autocast dtype: matmul inputs/outputs, attention tensors, adapter inputs."""
     stream_bytes: int
-    """The residual stream and MLP intermediates (fp32 with a quantized base, see module doc)."""
+    """The residual stream (fp32 with a quantized base, see module doc)."""
     dropout_mask_bytes: int = CUDA_DROPOUT_MASK_BYTES
     """One LoRA-dropout mask element (bool on CUDA)."""
     int8_keeps_inputs: bool = False
     """Whether frozen layers keep their input for backward, as bitsandbytes' CUDA int8 matmul
-    (``MatMul8bitLt``) does: the two norm outputs and the ``down_proj`` input."""
+    (``MatMul8bitLt``) does: the two norm outputs and the ``down_proj`` input (compute dtype)."""
 
     def __post_init__(self) -> None:
         for name in ("compute_bytes", "stream_bytes", "dropout_mask_bytes"):
@@ -62,9 +65,9 @@ def layer_bytes_per_token(
 
     ``2 (4h + 4)`` for the two RMSNorms (fp32 input and 1/rms), ``sum (c + m) in + c r`` over the
     adapted layers, ``c (2 q + 2 kv) + 4 heads`` for SDPA (q, k, v, output, fp32 logsumexp) and
-    ``3 f i`` for SwiGLU (gate, silu(gate), up); int8 bases add ``2 (4 h) + f i``.
+    ``3 c i`` for SwiGLU (gate, silu(gate), up); int8 bases add ``2 c h + c i``.
     """
-    c, f, m = dtypes.compute_bytes, dtypes.stream_bytes, dtypes.dropout_mask_bytes
+    c, m = dtypes.compute_bytes, dtypes.dropout_mask_bytes
     h, i = shape.hidden_size, shape.intermediate_size
     norms = 2 * (FP32_BYTES * h + FP32_BYTES)
     adapters = sum(
@@ -73,9 +76,9 @@ def layer_bytes_per_token(
         if lin.name in targets
     )
     attention = c * (2 * shape.q_width + 2 * shape.kv_width) + FP32_BYTES * shape.num_heads
-    mlp = 3 * f * i
+    mlp = 3 * c * i
     # MatMul8bitLt keeps A; o_proj's input is the SDPA output, already counted above
-    int8_inputs = 2 * FP32_BYTES * h + f * i if dtypes.int8_keeps_inputs else 0
+    int8_inputs = 2 * c * h + c * i if dtypes.int8_keeps_inputs else 0
     return norms + adapters + attention + mlp + int8_inputs
 
 
@@ -107,10 +110,9 @@ def layer_bytes(
 def checkpoint_bytes(shape: ModelShape, dtypes: ActivationDtypes, tokens: int) -> int:
     """Bytes kept by non-reentrant checkpointing: each block's input hidden states.
 
-    Block 0 receives the embeddings (compute dtype), later blocks the residual stream.
+    Every block receives the residual stream (block 0 the embeddings, upcast to it).
     """
-    h, layers = shape.hidden_size, shape.num_layers
-    return tokens * h * (dtypes.compute_bytes + (layers - 1) * dtypes.stream_bytes)
+    return tokens * shape.hidden_size * shape.num_layers * dtypes.stream_bytes
 
 
 def head_saved_bytes(shape: ModelShape, tokens: int) -> int:
@@ -129,16 +131,18 @@ def loss_buffer_bytes(shape: ModelShape, tokens: int) -> int:
 
 def backward_transient_bytes(shape: ModelShape, dtypes: ActivationDtypes, tokens: int) -> int:
     """Gradients alive inside one block's backward: the residual gradient and the two SwiGLU
-    branch gradients, ``f (h + 2 i)`` per token (an estimate; not measured on the CPU)."""
-    return tokens * dtypes.stream_bytes * (shape.hidden_size + 2 * shape.intermediate_size)
+    branch gradients, ``f h + 2 c i`` per token (an estimate; not measured on the CPU)."""
+    return tokens * (
+        dtypes.stream_bytes * shape.hidden_size + 2 * dtypes.compute_bytes * shape.intermediate_size
+    )
 
 
 def dequantization_bytes(
     shape: ModelShape, quantization: str | None, dtypes: ActivationDtypes
 ) -> int:
     """The largest weight dequantized for one matmul: 4-bit layers dequantize to the compute
-    dtype, CUDA int8 layers' backward to their input dtype (the fp32 stream); none unquantized."""
+    dtype, CUDA int8 layers' backward to their input dtype (also the compute dtype now that the
+    norms hand it over); none unquantized."""
     if quantization is None:
         return 0
-    element = dtypes.stream_bytes if quantization == "int8" else dtypes.compute_bytes
-    return element * max(lin.weight_numel for lin in shape.layer_linears())
+    return dtypes.compute_bytes * max(lin.weight_numel for lin in shape.layer_linears())

@@ -72,24 +72,22 @@ def bnb_config(quantization: str | None):
 def load_lora_model(
     directory: Path, quantization: str | None, *, lora_r: int = 16, checkpointing: bool = False
 ):
-    """Load ``directory`` quantized, fp32 norms (quantized bases), peft LoRA on all linears."""
-    import peft
+    """Load ``directory`` quantized and prepare it with llama_lora's own code (fp32 norms and
+    residual stream for quantized bases, LoRA on all linears with dropout 0.05)."""
     from transformers import AutoModelForCausalLM
+
+    from llama_lora.model.loading import _freeze_and_prepare, attach_lora
 
     base = AutoModelForCausalLM.from_pretrained(
         directory, quantization_config=bnb_config(quantization), dtype=torch.bfloat16
     )
-    if quantization is not None:  # prepare_model keeps norms in fp32 for quantized bases
-        for name, param in base.named_parameters():
-            if param.ndim == 1 and "norm" in name:
-                param.data = param.data.float()
-    if checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        base.enable_input_require_grads()
-    config = peft.LoraConfig(
-        r=lora_r, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear"
+    _freeze_and_prepare(
+        base,
+        norm_dtype=torch.float32 if quantization is not None else None,
+        compute_dtype=torch.bfloat16,
+        gradient_checkpointing=checkpointing,
     )
-    model = peft.get_peft_model(base, config)
+    model = attach_lora(base, lora_r=lora_r, lora_alpha=32, lora_dropout=0.05)
     model.train()
     return model
 
