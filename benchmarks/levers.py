@@ -4,12 +4,15 @@
     python benchmarks/levers.py --no-fused-loss   # full-logit loss instead of target-only chunks
     python benchmarks/levers.py --block-mask      # SDPA with a (B, 1, T, T) block mask per row
     python benchmarks/levers.py --profile         # plus a torch.profiler table
+    python benchmarks/levers.py --flash-attention-only  # SDPA's flash kernel for short examples too
+    python benchmarks/levers.py --fp32-branches   # norms hand fp32 to their layers (as before)
     python benchmarks/levers.py --qlora-defaults  # recompute on, LoRA dropout 0.05
     python benchmarks/levers.py --qlora-defaults --torch-dropout  # peft's nn.Dropout masks
 
 Runs ``prepare_model`` + ``build_dataset(packing=True)`` + ``Finetuner.fit`` exactly as the
 benchmark's llama_lora system does (no recompute, no LoRA dropout: the speed settings), and
-reports tokens/s over the steps after the first two. One run, so expect +-10%.
+reports tokens/s over the steps after the first two and the median step time. One run, so
+expect +-10%: compare levers over several alternated runs.
 ``--qlora-defaults`` switches to the QLoRA defaults instead (gradient checkpointing, LoRA
 dropout 0.05), as in the benchmark's first table.
 """
@@ -27,12 +30,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+LEVER_FLAGS = (
+    "no_fused_loss",
+    "block_mask",
+    "torch_dropout",
+    "flash_attention_only",
+    "fp32_branches",
+    "qlora_defaults",
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--no-fused-loss", action="store_true")
     parser.add_argument("--block-mask", action="store_true")
     parser.add_argument("--torch-dropout", action="store_true")
+    parser.add_argument("--flash-attention-only", action="store_true")
+    parser.add_argument("--fp32-branches", action="store_true")
     parser.add_argument("--qlora-defaults", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
@@ -49,6 +64,15 @@ def main(argv: list[str] | None = None) -> None:
     from llama_lora.model.dropout import GapDropout
     from llama_lora.model.loading import prepare_model
     from llama_lora.training import Callback, Finetuner, TrainingConfig
+
+    if args.flash_attention_only:
+        import llama_lora.model.packed_attention as packed_attention
+
+        packed_attention.CPU_MATH_MAX_LENGTH = 0
+    if args.fp32_branches:  # no output casts: fp32 norm outputs, bf16 embeddings, as before
+        import llama_lora.model.loading as loading
+
+        loading._cast_output = lambda dtype: lambda module, args, output: output
 
     workload = get_workload("cpu-small")
     checkpoint = ensure_checkpoint(workload, Path(args.cache_dir))
@@ -100,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     measured = step_ends[-1] - step_ends[1]
     steps = zip(step_ends[1:-1], step_ends[2:], strict=True)
     median_step = statistics.median(end - start for start, end in steps)
+    switched = [flag for flag in LEVER_FLAGS if getattr(args, flag)]
     print(
-        f"fused_loss={not args.no_fused_loss} block_mask={args.block_mask} "
-        f"qlora_defaults={args.qlora_defaults} torch_dropout={args.torch_dropout}: "
+        f"{' '.join(switched) or 'all levers on'}: "
         f"{tokens_per_row * (args.steps - 2) / measured:.0f} real tokens/s "
         f"(steps 3-{args.steps}, {tokens_per_row:.0f} real tokens per step; "
         f"median step {median_step:.3f} s)"
