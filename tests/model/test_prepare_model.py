@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import bitsandbytes as bnb
 import pytest
 import torch
@@ -64,6 +66,39 @@ def test_norms_fp32_embeddings_not_upcast_for_4bit(tiny_checkpoint):
     assert norms and all(p.dtype == torch.float32 for p in norms)
     assert model.get_input_embeddings().weight.dtype == torch.bfloat16
     assert model.get_output_embeddings().weight.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("autocast", [True, False])
+def test_4bit_residual_stream_is_fp32_and_branches_compute_dtype(tiny_checkpoint, autocast):
+    """fp32 residual stream, bf16 into and out of every block linear, with or without autocast."""
+    model, _ = prepare_model(tiny_checkpoint, quantization="nf4", compute_dtype="bf16")
+    inner = model.get_base_model().model
+    seen = {}
+
+    def record(name):
+        def hook(module, args, output):
+            seen[name] = (args[0].dtype, output.dtype if torch.is_tensor(output) else None)
+
+        return hook
+
+    layer = inner.layers[1]
+    hooks = [
+        layer.register_forward_hook(record("block")),
+        layer.input_layernorm.register_forward_hook(record("norm")),
+        layer.mlp.gate_proj.register_forward_hook(record("gate_proj")),
+        layer.mlp.down_proj.register_forward_hook(record("down_proj")),
+        layer.self_attn.q_proj.register_forward_hook(record("q_proj")),
+    ]
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with torch.no_grad(), context:
+        logits = model(input_ids=BATCH).logits
+    for hook in hooks:
+        hook.remove()
+    assert torch.isfinite(logits).all()
+    assert seen["block"] == (torch.float32, torch.float32)  # the residual stream, in and out
+    assert seen["norm"] == (torch.float32, torch.bfloat16)
+    for name in ("gate_proj", "down_proj", "q_proj"):
+        assert seen[name] == (torch.bfloat16, torch.bfloat16), name
 
 
 @pytest.mark.parametrize("quantization", [None, "nf4"])
