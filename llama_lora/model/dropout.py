@@ -8,9 +8,9 @@ forward pass, and twice that with gradient checkpointing, which runs the forward
 With a small ``p`` nearly every draw says "keep". The same iid Bernoulli(p) mask can be drawn
 from the distances between dropped elements instead: those are iid Geometric(p), and
 ``torch.Tensor.geometric_`` samples them directly. The positions are their running sum, so
-only about ``p n`` random numbers are drawn rather than ``n`` (7x faster at p = 0.05 here,
-benchmarks/README.md). The distribution of the mask, the ``1 / (1 - p)`` scaling and the
-gradient are those of ``nn.Dropout``; only the random stream differs.
+only about ``p n`` random numbers are drawn rather than ``n`` (5-6x faster at p = 0.05 on a
+cpu-small row, ``benchmarks/ops.py``). The distribution of the mask, the ``1 / (1 - p)``
+scaling and the gradient are those of ``nn.Dropout``; only the random stream differs.
 
 Why by hand: neither PyTorch nor peft offers a sparse Bernoulli sampler. On CUDA PyTorch's fused
 dropout is already fast and is used unchanged. Under gradient checkpointing the recomputed

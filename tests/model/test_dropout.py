@@ -32,7 +32,7 @@ def test_mask_is_iid_bernoulli(p):
     assert (per_tenth - p).abs().max() < 5 * sigma
 
 
-def test_mask_needs_a_second_draw_only_beyond_the_spare_and_still_covers_the_tail(monkeypatch):
+def test_a_short_first_draw_is_extended_to_the_end(monkeypatch):
     import llama_lora.model.dropout as dropout
 
     monkeypatch.setattr(dropout, "_SPARE_SIGMAS", -50.0)  # first draw far too short
