@@ -3,7 +3,7 @@
     python benchmarks/levers.py                   # everything on
     python benchmarks/levers.py --no-fused-loss   # full-logit loss instead of target-only chunks
     python benchmarks/levers.py --block-mask      # SDPA with a (B, 1, T, T) block mask per row
-    python benchmarks/levers.py --profile         # plus a torch.profiler table
+    python benchmarks/levers.py --profile         # plus torch.profiler tables (by op, by shape)
     python benchmarks/levers.py --flash-attention-only  # SDPA's flash kernel for short examples too
     python benchmarks/levers.py --fp32-branches   # norms hand fp32 to their layers (as before)
     python benchmarks/levers.py --qlora-defaults  # recompute on, LoRA dropout 0.05
@@ -115,9 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             result = finetuner.fit({"train": train})
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        table = {"sort_by": "self_cpu_time_total", "row_limit": 25}
+        print(prof.key_averages().table(**table))
+        by_shape = prof.key_averages(group_by_input_shape=True)
+        print(by_shape.table(**table, max_shapes_column_width=90))
     else:
         result = finetuner.fit({"train": train})
     tokens_per_row = result.train_tokens / args.steps

@@ -63,16 +63,15 @@ def _dropped_positions(numel: int, p: float) -> torch.Tensor:
         positions = gaps.cumsum(0) + last
         pieces.append(positions)
         last = int(positions[-1])
-    positions = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    positions = torch.cat(pieces)
     return positions[: int(torch.searchsorted(positions, numel))]  # sorted: cut, no mask
 
 
-def use_gap_dropout(model: torch.nn.Module) -> int:
-    """Swap peft's LoRA ``nn.Dropout`` modules for :class:`GapDropout`; returns how many.
+def use_gap_dropout(model: torch.nn.Module) -> None:
+    """Swap peft's LoRA ``nn.Dropout`` modules for :class:`GapDropout`, in place.
 
     Same ``p`` and mode; ``nn.Identity`` (``lora_dropout=0``) is left alone.
     """
-    swapped = 0
     for module in model.modules():
         dropouts = getattr(module, "lora_dropout", None)
         if not isinstance(dropouts, torch.nn.ModuleDict):
@@ -82,5 +81,3 @@ def use_gap_dropout(model: torch.nn.Module) -> int:
                 replacement = GapDropout(dropout.p, dropout.inplace)
                 replacement.train(dropout.training)
                 dropouts[name] = replacement
-                swapped += 1
-    return swapped
