@@ -57,9 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--no-gradient-checkpointing",
-        action="store_true",
-        help="no activation recompute in any system (default: recompute, the QLoRA default)",
+        "--gradient-checkpointing",
+        default="defaults",
+        choices=("defaults", "on", "off"),
+        help="activation recompute: each system's own QLoRA default (HF+PEFT and TRL: every "
+        "block; llama_lora: 'auto', as many blocks as its memory plan needs), or every block "
+        "(on) or none (off) in all three",
     )
     parser.add_argument(
         "--lora-dropout", type=float, default=0.05, help="LoRA dropout of every system (0.05)"
@@ -201,7 +204,7 @@ def _prepare(args, workload, device: str, output_dir: Path):
         device=device,
         seed=args.seed,
         threads=args.threads or workload.threads,
-        gradient_checkpointing=not args.no_gradient_checkpointing,
+        gradient_checkpointing=args.gradient_checkpointing,
         lora_dropout=args.lora_dropout,
     )
     return config, plan, AutoConfig.from_pretrained(model_dir)
@@ -222,7 +225,7 @@ def _ceiling_and_flops(args, config: BenchConfig, plan, model_config) -> tuple[d
         torch.set_num_threads(config.threads)
     ceiling = matmul_ceiling(config.device, size=2048, repeats=3 if args.quick else 10)
     flops = training_flops_per_token(
-        model_config, config.lora_r, plan.context_tokens, config.gradient_checkpointing
+        model_config, config.lora_r, plan.context_tokens, config.gradient_checkpointing == "on"
     )
     return ceiling, flops
 

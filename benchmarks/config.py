@@ -12,6 +12,7 @@ from pathlib import Path
 
 SYSTEM_NAMES = ("llama_lora", "hf_trainer", "trl_sft")
 DEVICES = ("cpu", "cuda")
+CHECKPOINTING_MODES = ("defaults", "on", "off")
 
 
 @dataclass
@@ -50,12 +51,22 @@ class BenchConfig:
     """LoRA scale numerator (update scaled by alpha / r = 2)."""
     lora_dropout: float = 0.05
     """Dropout on the LoRA input."""
-    gradient_checkpointing: bool = True
-    """Recompute activations in backward (the QLoRA default) in all systems."""
+    gradient_checkpointing: str = "defaults"
+    """Activation recompute: ``defaults`` gives each system its own QLoRA default (every block
+    in HF+PEFT's ``prepare_model_for_kbit_training`` and TRL's ``SFTConfig``; llama_lora's
+    ``"auto"``, as many blocks as its memory plan needs), ``on`` every block in all three,
+    ``off`` none in all three."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm (HF's default) in all systems."""
     threads: int | None = None
     """torch intra-op threads of every system process; None keeps torch's default."""
+
+    @property
+    def llama_lora_checkpointing(self) -> bool | str:
+        """``prepare_model``'s ``gradient_checkpointing`` for this mode."""
+        if self.gradient_checkpointing == "defaults":
+            return "auto"
+        return self.gradient_checkpointing == "on"
 
     def __post_init__(self) -> None:
         names = ("max_length", "pack_length", "hf_batch_size", "trl_pack_length", "steps")
@@ -69,6 +80,11 @@ class BenchConfig:
             )
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"BenchConfig.threads must be >= 1 or None, got {self.threads}")
+        if self.gradient_checkpointing not in CHECKPOINTING_MODES:
+            raise ValueError(
+                f"gradient_checkpointing must be one of {list(CHECKPOINTING_MODES)}, got "
+                f"{self.gradient_checkpointing!r}"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         if min(self.pack_length, self.trl_pack_length) < self.max_length:

@@ -26,6 +26,7 @@ MEDIAN_KEYS = (
     "cuda_max_reserved_bytes",
     "first_loss",
     "final_loss",
+    "recomputed_blocks",
 )
 GB = 1024**3
 
@@ -129,6 +130,7 @@ def format_table(results: dict) -> str:
         f"training FLOPs per token: {flops['model_flops_per_token'] / 1e6:.1f} M model, "
         f"{flops['hardware_flops_per_token'] / 1e6:.1f} M with recompute "
         f"({flops['formula']}); ceiling = {ideal:.0f} real tokens/s",
+        _recompute_line(results),
         "loss check (final loss = mean over the last "
         f"{results['config']['log_every']} steps, step {results['config']['total_steps']}): "
         + ("AGREE" if check["agree"] else "DISAGREE")
@@ -140,6 +142,19 @@ def format_table(results: dict) -> str:
         + ")",
     ]
     return "\n".join(lines)
+
+
+def _recompute_line(results: dict) -> str:
+    """Which blocks each system recomputed (``--gradient-checkpointing``)."""
+    mode = results["config"]["gradient_checkpointing"]
+    parts = []
+    for name, m in results["summary"].items():
+        blocks = m.get("recomputed_blocks")
+        if blocks is not None:
+            parts.append(f"{LABELS.get(name, name)} {blocks:.0f} blocks")
+        else:
+            parts.append(f"{LABELS.get(name, name)} {'no' if mode == 'off' else 'every'} block")
+    return f"activation recompute ({mode}): " + ", ".join(parts)
 
 
 def format_ratios(results: dict) -> str:

@@ -27,7 +27,7 @@ def run(config: BenchConfig, scratch_dir: Path) -> dict:
         lora_dropout=config.lora_dropout,
         target_modules="all-linear",
         compute_dtype="bf16",
-        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing=config.llama_lora_checkpointing,
     )
     records = read_records(config.records_path)
     train = build_packed(records, tokenizer, config.pack_length, config.seed)
@@ -53,19 +53,28 @@ def run(config: BenchConfig, scratch_dir: Path) -> dict:
         config.warmup_steps, config.total_steps, config.device, tokenizer.pad_token_id
     )
     recorder.attach(model)
-    Finetuner(model, tokenizer, training, callbacks=[_callback(recorder)]).fit({"train": train})
+    callback = _callback(recorder, model)
+    Finetuner(model, tokenizer, training, callbacks=[callback]).fit({"train": train})
     measurements = recorder.summary()
+    measurements["recomputed_blocks"] = callback.recomputed_blocks
     measurements["batch_size"] = 1
     measurements["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return measurements
 
 
-def _callback(recorder: Recorder):
-    """A ``llama_lora`` ``Callback`` feeding ``recorder``."""
+def _callback(recorder: Recorder, model):
+    """A ``llama_lora`` ``Callback`` feeding ``recorder``; it also notes how many blocks the
+    run recomputed (``gradient_checkpointing="auto"`` decides inside ``fit``)."""
+    from llama_lora.model.recompute import checkpointing_layers
     from llama_lora.training import Callback
 
     class _RecorderCallback(Callback):
+        recomputed_blocks: int | None = None
+
         def on_step_end(self, state, metrics):
+            if self.recomputed_blocks is None:
+                blocks = checkpointing_layers(model.get_base_model())
+                self.recomputed_blocks = sum(block.gradient_checkpointing for block in blocks)
             recorder.step_end()
             if metrics and metrics.get("train_loss") is not None:
                 recorder.log_loss(state.step, metrics["train_loss"])

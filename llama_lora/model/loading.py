@@ -18,12 +18,14 @@ import torch
 from llama_lora.model.dropout import use_gap_dropout
 from llama_lora.model.dtypes import resolve_dtype
 from llama_lora.model.integrity import Manifest, verify_checkpoint
+from llama_lora.model.recompute import AUTO, mark_auto
 from llama_lora.model.source import check_weight_format, resolve_model_dir
 from llama_lora.model.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 QUANTIZATION_CHOICES = ("nf4", "fp4", "int8", None)
+GRADIENT_CHECKPOINTING_CHOICES = (True, False, AUTO)
 
 
 def prepare_model(
@@ -35,7 +37,7 @@ def prepare_model(
     lora_dropout: float = 0.05,
     target_modules: str | Sequence[str] = "all-linear",
     compute_dtype: str | torch.dtype = "auto",
-    gradient_checkpointing: bool = True,
+    gradient_checkpointing: bool | str = "auto",
     sha256: str | os.PathLike | Manifest | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
@@ -59,7 +61,11 @@ def prepare_model(
         target_modules: ``"all-linear"`` (every linear layer except ``lm_head``) or a list of
             linear layer names such as ``["q_proj", "v_proj"]``.
         compute_dtype: ``"auto"`` (bf16 where supported, fp16 on old GPUs, else fp32) or a dtype.
-        gradient_checkpointing: Recompute activations in backward (non-reentrant) to save memory.
+        gradient_checkpointing: Recompute activations in backward (non-reentrant) to save
+            memory: ``True`` for every block, ``False`` for none, ``"auto"`` to let
+            ``Finetuner.fit`` recompute only as many blocks as its memory budget needs, from
+            the memory plan of its longest micro-batch (every block until then;
+            ``llama_lora/training/recompute.py``).
         sha256: A manifest (``sha256sum`` file, JSON file or dict); every file is verified
             before any weight is read.
         allow_pickle: Allow ``.bin``/``.pt`` weights (pickles can execute code on load).
@@ -80,6 +86,11 @@ def prepare_model(
         >>> model, tokenizer = prepare_model("tiny-llama", quantization="nf4")
     """
     _validate_lora_args(quantization, lora_r, lora_alpha, lora_dropout)
+    if gradient_checkpointing not in GRADIENT_CHECKPOINTING_CHOICES:
+        raise ValueError(
+            f"gradient_checkpointing={gradient_checkpointing!r}; choose one of "
+            f"{list(GRADIENT_CHECKPOINTING_CHOICES)}"
+        )
     dtype = resolve_dtype(compute_dtype)
     path = resolve_model_dir(model, allow_pickle=allow_pickle)
     if sha256 is not None:
@@ -117,7 +128,7 @@ def load_prepared_base(
     *,
     quantization: str | None,
     compute_dtype: torch.dtype,
-    gradient_checkpointing: bool,
+    gradient_checkpointing: bool | str,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     device_map: str | dict | None = "auto",
@@ -242,7 +253,7 @@ def _freeze_and_prepare(
     *,
     norm_dtype: torch.dtype | None,
     compute_dtype: torch.dtype,
-    gradient_checkpointing: bool,
+    gradient_checkpointing: bool | str,
 ) -> None:
     """Freeze the base and get it ready for (k-bit) adapter training.
 
@@ -286,6 +297,8 @@ def _freeze_and_prepare(
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         base.enable_input_require_grads()
         base.config.use_cache = False
+    if gradient_checkpointing == AUTO:
+        mark_auto(base)
 
 
 def _keep_4bit_layers_differentiable(base) -> None:

@@ -165,6 +165,7 @@ def plan_memory(
     gradient_checkpointing: bool = True,
     optimizer: str = "adamw",
     compute_dtype: str = "bf16",
+    recomputed_layers: int | None = None,
 ) -> MemoryPlan:
     """Predict the peak device memory of training ``model`` with LoRA, loading no weights.
 
@@ -179,6 +180,9 @@ def plan_memory(
         gradient_checkpointing: Whether blocks are recomputed in backward.
         optimizer: ``"adamw"``, ``"adamw_8bit"`` or ``"paged_adamw_8bit"``.
         compute_dtype: ``"bf16"``, ``"fp16"`` or ``"fp32"`` (autocast dtype).
+        recomputed_layers: How many blocks are checkpointed (partial checkpointing: the others
+            keep their activations); None means all of them with ``gradient_checkpointing``,
+            none without. Overrides ``gradient_checkpointing`` when given.
 
     Returns:
         The :class:`MemoryPlan`.
@@ -200,6 +204,18 @@ def plan_memory(
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name}={value!r} must be a positive integer")
     shape = model if isinstance(model, ModelShape) else model_shape(model)
+    if recomputed_layers is None:
+        recomputed_layers = shape.num_layers if gradient_checkpointing else 0
+    elif (
+        isinstance(recomputed_layers, bool)
+        or not isinstance(recomputed_layers, int)
+        or not 0 <= recomputed_layers <= shape.num_layers
+    ):
+        raise ValueError(
+            f"recomputed_layers={recomputed_layers!r} must be an integer in "
+            f"[0, {shape.num_layers}] (the model's blocks)"
+        )
+    gradient_checkpointing = recomputed_layers > 0
     settings = {
         "model_type": shape.model_type,
         "parameters": shape.parameter_count,
@@ -209,13 +225,14 @@ def plan_memory(
         "seq_len": seq_len,
         "batch_size": batch_size,
         "gradient_checkpointing": gradient_checkpointing,
+        "recomputed_layers": recomputed_layers,
         "optimizer": optimizer,
         "compute_dtype": compute_dtype,
     }
     static = _static_terms(shape, quantization, compute_bytes, targets, lora_r, optimizer)
     tokens = batch_size * seq_len
     dynamic = _dynamic_terms(
-        shape, quantization, compute_bytes, targets, lora_r, tokens, gradient_checkpointing
+        shape, quantization, compute_bytes, targets, lora_r, tokens, recomputed_layers
     )
     return MemoryPlan(
         **static, **dynamic, overhead_bytes=FRAMEWORK_OVERHEAD_BYTES, settings=settings
@@ -289,9 +306,13 @@ def _dynamic_terms(
     targets: frozenset[str],
     lora_r: int,
     tokens: int,
-    gradient_checkpointing: bool,
+    recomputed_layers: int,
 ) -> dict[str, Any]:
-    """Activations and logit buffers at the larger of the two backward peaks (module doc)."""
+    """Activations and logit buffers at the larger of the two backward peaks (module doc).
+
+    A recomputed block keeps only its input until backward, the others all their saved
+    tensors; while any block is recomputed, one block's activations exist a second time in
+    the block backward."""
     stream_bytes = FP32_BYTES if quantization is not None else compute_bytes
     dtypes = act.ActivationDtypes(
         compute_bytes=compute_bytes,
@@ -300,10 +321,11 @@ def _dynamic_terms(
     )
     per_layer = act.layer_bytes(shape, targets, lora_r, dtypes, tokens)
     checkpoint = act.checkpoint_bytes(shape, dtypes, tokens)
-    stored = checkpoint if gradient_checkpointing else shape.num_layers * per_layer
+    kept = shape.num_layers - recomputed_layers
+    stored = checkpoint // shape.num_layers * recomputed_layers + kept * per_layer
     logits = act.loss_buffer_bytes(shape, tokens) + act.head_saved_bytes(shape, tokens)
     working = (
-        (per_layer if gradient_checkpointing else 0)
+        (per_layer if recomputed_layers else 0)
         + act.backward_transient_bytes(shape, dtypes, tokens)
         + act.dequantization_bytes(shape, quantization, dtypes)
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llama_lora.planning.budget import parse_bytes
+
 LR_SCHEDULERS = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 MIXED_PRECISIONS = ("auto", "bf16", "fp16", "no")
@@ -78,6 +80,10 @@ class TrainingConfig:
     forces the model's full-logit path."""
     dataloader_num_workers: int = 0
     """Worker processes that collate batches off the training thread (0: in the loop)."""
+    memory_budget: int | str | None = None
+    """Device memory per process that a ``prepare_model(gradient_checkpointing="auto")`` model
+    may plan its step for (bytes, ``"16GB"`` or ``"16GiB"``): blocks are recomputed only as
+    far as the planned peak needs. None: 90% of the GPU's memory, or of the RAM on CPU."""
 
     def __post_init__(self) -> None:
         if not str(self.output_dir):
@@ -107,6 +113,11 @@ class TrainingConfig:
         _check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
+        if self.memory_budget is not None:
+            try:
+                parse_bytes(self.memory_budget)
+            except ValueError as error:
+                raise ValueError(f"TrainingConfig.memory_budget: {error}") from None
         for name in ("progress_bar", "fused_loss"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(

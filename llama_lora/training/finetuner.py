@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from llama_lora.model.recompute import set_recomputed_layers
 from llama_lora.training import checkpoint as ckpt
 from llama_lora.training import setup
 from llama_lora.training.callbacks import Callback, CallbackList, EarlyStopping
@@ -64,6 +65,8 @@ class _Run:
     loss_tap: HiddenStateTap | None = None
     restore_attention: str | None = None
     """The attention implementation to put back when packed rows switched it."""
+    recompute: Any = None
+    """The ``gradient_checkpointing="auto"`` decision, undone when ``fit`` returns."""
 
 
 class Finetuner:
@@ -150,6 +153,8 @@ class Finetuner:
             run.loss_tap.remove()
         if run.restore_attention is not None:
             _inner_model(self.model).set_attn_implementation(run.restore_attention)
+        if run.recompute is not None:
+            set_recomputed_layers(_inner_model(self.model), run.recompute.num_layers)
         self._run = None
 
     def _finished(self) -> bool:
@@ -407,15 +412,19 @@ class Finetuner:
         resume_dir = setup.resolve_resume(resume, config.output_dir)
         set_seed(config.seed)
         restore_attention = self._use_packed_attention(train_split)
+        recompute = setup.choose_recomputation(self.model, accelerator, train_split, config)
         try:
             run = self._prepare_run(accelerator, train_split, val_split, resume_dir)
         except BaseException:
-            # Hand the model back untouched: no autocast-patched forward, no switched attention.
+            # Hand the model back untouched: no autocast-patched forward, no switched attention,
+            # every block checkpointed again.
             accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
             if restore_attention is not None:
                 _inner_model(self.model).set_attn_implementation(restore_attention)
+            if recompute is not None:
+                set_recomputed_layers(_inner_model(self.model), recompute.num_layers)
             raise
-        run.restore_attention = restore_attention
+        run.restore_attention, run.recompute = restore_attention, recompute
         fused = self._fused_loss_head(accelerator)
         if fused is not None:  # last: nothing after it can fail and leak the hook
             decoder, run.loss_head = fused

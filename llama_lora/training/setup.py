@@ -220,3 +220,47 @@ def clip_parameters(accelerator, model) -> list[torch.nn.Parameter]:
     if accelerator.distributed_type == DistributedType.FSDP:
         return list(model.parameters())
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def choose_recomputation(model, accelerator, train_split, config: TrainingConfig):
+    """For a ``gradient_checkpointing="auto"`` model, checkpoint only the blocks the memory
+    budget needs (``llama_lora/model/recompute.py``) and log the decision.
+
+    Returns the decision (None when the model is not in auto mode or cannot be planned, and
+    every block stays checkpointed).
+    """
+    from llama_lora.model import recompute
+    from llama_lora.planning.budget import format_gib, parse_bytes
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not recompute.is_auto(base):
+        return None
+    if config.memory_budget is not None:
+        budget = parse_bytes(config.memory_budget)
+    else:
+        total = recompute.device_memory_bytes(accelerator.device)
+        budget = int(recompute.DEFAULT_BUDGET_FRACTION * total)
+    tokens = config.batch_size * recompute.longest_row(train_split)
+    decision = recompute.choose_recomputation(
+        model,
+        tokens=tokens,
+        budget_bytes=budget,
+        optimizer=config.optimizer,
+        mixed_precision=accelerator.mixed_precision,
+    )
+    if decision is None:
+        logger.info("gradient_checkpointing='auto': no memory plan for this model; all blocks")
+        return None
+    recompute.set_recomputed_layers(base, decision.recomputed_layers)
+    log = logger.info if decision.fits else logger.warning
+    log(
+        "gradient_checkpointing='auto': recomputing %d of %d blocks; planned peak %s for "
+        "micro-batches of up to %d tokens, budget %s%s",
+        decision.recomputed_layers,
+        decision.num_layers,
+        format_gib(decision.planned_bytes),
+        decision.tokens,
+        format_gib(decision.budget_bytes),
+        "" if decision.fits else " (does not fit even with every block recomputed)",
+    )
+    return decision
