@@ -6,15 +6,17 @@
     python benchmarks/levers.py --profile         # plus torch.profiler tables (by op, by shape)
     python benchmarks/levers.py --flash-attention-only  # SDPA's flash kernel for short examples too
     python benchmarks/levers.py --fp32-branches   # norms hand fp32 to their layers (as before)
-    python benchmarks/levers.py --qlora-defaults  # recompute on, LoRA dropout 0.05
+    python benchmarks/levers.py --lora-dropout 0.05  # llama_lora's defaults: dropout, no recompute
+    python benchmarks/levers.py --qlora-defaults  # recompute every block, LoRA dropout 0.05
     python benchmarks/levers.py --qlora-defaults --torch-dropout  # peft's nn.Dropout masks
 
 Runs ``prepare_model`` + ``build_dataset(packing=True)`` + ``Finetuner.fit`` exactly as the
 benchmark's llama_lora system does (no recompute, no LoRA dropout: the speed settings), and
 reports tokens/s over the steps after the first two and the median step time. One run, so
 expect +-10%: compare levers over several alternated runs.
-``--qlora-defaults`` switches to the QLoRA defaults instead (gradient checkpointing, LoRA
-dropout 0.05), as in the benchmark's first table.
+``--qlora-defaults`` switches to the peers' QLoRA defaults instead (every block recomputed, LoRA
+dropout 0.05), as in the benchmark's matched table; ``--lora-dropout`` sets the dropout alone
+(``--lora-dropout 0.05`` is llama_lora's default run on this data: nothing recomputed).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flash-attention-only", action="store_true")
     parser.add_argument("--fp32-branches", action="store_true")
     parser.add_argument("--qlora-defaults", action="store_true")
+    parser.add_argument("--lora-dropout", type=float, default=None)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
         "--cache-dir", default=str(Path(tempfile.gettempdir()) / "llama_lora_bench")
@@ -81,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         quantization="nf4",
         compute_dtype="bf16",
         gradient_checkpointing=args.qlora_defaults,
-        lora_dropout=0.05 if args.qlora_defaults else 0.0,
+        lora_dropout=args.lora_dropout
+        if args.lora_dropout is not None
+        else (0.05 if args.qlora_defaults else 0.0),
     )
     if args.torch_dropout:  # peft's own dropout modules back in place of GapDropout
         for module in model.modules():

@@ -15,8 +15,7 @@ that setup shape the numbers:
   the dropout mask, and its rank-r intermediate.
 
 ``tests/planning`` checks the per-layer and checkpoint formulas byte for byte against
-``torch.autograd.graph.saved_tensors_hooks`` on a CPU model (where dropout keeps its mask in the
-adapter's fp32 dtype instead of CUDA's bool one, hence ``dropout_mask_bytes``).
+``torch.autograd.graph.saved_tensors_hooks`` on a CPU model.
 """
 
 from __future__ import annotations
@@ -28,10 +27,9 @@ from llama_lora.planning.shapes import ModelShape
 
 FP32_BYTES = 4
 LABEL_BYTES = 8  # int64 targets kept by cross_entropy
-CUDA_DROPOUT_MASK_BYTES = 1  # CUDA's fused native_dropout keeps a bool mask
-# On CPU, peft's 4-bit LoRA forward casts the adapter input to the fp32 adapter dtype (it checks
-# only CUDA autocast) and dropout keeps its mask in that dtype.
-CPU_DROPOUT_MASK_BYTES = 4
+# A bool mask per element: CUDA's fused native_dropout keeps one, and so does llama_lora's
+# GapDropout on CPU (model/dropout.py; for p < 0.5, which LoRA dropout always is in practice).
+DROPOUT_MASK_BYTES = 1
 # Bytes per logit element at the loss-backward peak of the full-logit path: the fp32
 # log-probabilities cross_entropy saves, the gradient arriving at log_softmax, and the gradient
 # it returns for the fp32 logits (the model's own compute-dtype logits are freed by then).
@@ -46,8 +44,8 @@ class ActivationDtypes:
     """The autocast dtype: matmul inputs/outputs, attention tensors, adapter inputs."""
     stream_bytes: int
     """The residual stream (fp32 with a quantized base, see module doc)."""
-    dropout_mask_bytes: int = CUDA_DROPOUT_MASK_BYTES
-    """One LoRA-dropout mask element (bool on CUDA)."""
+    dropout_mask_bytes: int = DROPOUT_MASK_BYTES
+    """One LoRA-dropout mask element (bool)."""
     int8_keeps_inputs: bool = False
     """Whether frozen layers keep their input for backward, as bitsandbytes' CUDA int8 matmul
     (``MatMul8bitLt``) does: the two norm outputs and the ``down_proj`` input (compute dtype)."""

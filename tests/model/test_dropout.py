@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from llama_lora.model.dropout import GapDropout, dropout_scale
+from llama_lora.model.dropout import GapDropout
 from llama_lora.model.loading import prepare_model
 
 
@@ -15,7 +15,7 @@ from llama_lora.model.loading import prepare_model
 def test_mask_is_iid_bernoulli(p):
     torch.manual_seed(0)
     n = 400_000
-    scale = dropout_scale(torch.Size([n]), p, torch.float32)
+    scale = GapDropout(p).train()(torch.ones(n))
     values = scale.unique()
     assert values.tolist() == [0.0, pytest.approx(1.0 / (1.0 - p))]
     dropped = (scale == 0).double()
@@ -57,6 +57,21 @@ def test_forward_and_gradient_are_those_of_dropout():
     assert torch.equal(x.grad, expected)
     layer.eval()
     assert torch.equal(layer(x), x)
+
+
+def test_non_contiguous_input_and_a_one_byte_mask_for_backward():
+    torch.manual_seed(0)
+    x = torch.randn(48, 40, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = GapDropout(0.1).train()(x.t())  # a transposed view
+    assert [(t.dtype, t.shape) for t in saved] == [(torch.bool, torch.Size([40, 48]))]
+    assert torch.equal(saved[0], out == 0)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], x.t()[kept] / 0.9)
+    grad = torch.randn(40, 48)
+    out.backward(grad)
+    torch.testing.assert_close(x.grad.t(), torch.where(kept, grad / 0.9, 0.0))
 
 
 def test_same_seed_same_mask_so_checkpoint_recompute_matches():

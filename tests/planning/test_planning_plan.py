@@ -15,7 +15,7 @@ from llama_lora.planning import (
     plan_memory,
     suggest,
 )
-from llama_lora.planning.budget import GIB
+from llama_lora.planning.budget import GIB, format_gib
 
 LLAMA2_7B = LlamaConfig(
     hidden_size=4096,
@@ -243,3 +243,20 @@ def test_docs_show_the_current_7b_breakdown():
 
     page = Path(__file__).resolve().parents[2] / "docs" / "memory.md"
     assert plan_7b().table() in page.read_text()
+
+
+def test_partial_recomputation_spans_the_two_extremes():
+    peaks = [plan_7b(seq_len=2048, recomputed_layers=k).total_bytes for k in range(33)]
+    assert peaks[0] == plan_7b(seq_len=2048, gradient_checkpointing=False).total_bytes
+    assert peaks[32] == plan_7b(seq_len=2048, gradient_checkpointing=True).total_bytes
+    assert all(more > fewer for more, fewer in zip(peaks[:-1], peaks[1:], strict=True))
+    # gradient_checkpointing="auto" on a 16 GiB GPU (90% budget): 15 of 32 blocks recomputed
+    budget = 0.9 * 16 * 2**30
+    assert next(k for k, peak in enumerate(peaks) if peak <= budget) == 15
+    assert format_gib(peaks[15]) == "14.208 GiB"
+
+
+@pytest.mark.parametrize("value", [-1, 33, 1.5, True])
+def test_recomputed_layers_outside_the_blocks_is_rejected(value):
+    with pytest.raises(ValueError, match=rf"recomputed_layers={value!r}.*\[0, 32\]"):
+        plan_7b(recomputed_layers=value)
