@@ -6,6 +6,7 @@
     python benchmarks/levers.py --profile         # plus torch.profiler tables (by op, by shape)
     python benchmarks/levers.py --flash-attention-only  # SDPA's flash kernel for short examples too
     python benchmarks/levers.py --fp32-branches   # norms hand fp32 to their layers (as before)
+    python benchmarks/levers.py --peft-input-casts  # peft casts each adapter input to fp32
     python benchmarks/levers.py --lora-dropout 0.05  # llama_lora's defaults: dropout, no recompute
     python benchmarks/levers.py --qlora-defaults  # recompute every block, LoRA dropout 0.05
     python benchmarks/levers.py --qlora-defaults --torch-dropout  # peft's nn.Dropout masks
@@ -38,6 +39,7 @@ LEVER_FLAGS = (
     "torch_dropout",
     "flash_attention_only",
     "fp32_branches",
+    "peft_input_casts",
     "qlora_defaults",
 )
 
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--torch-dropout", action="store_true")
     parser.add_argument("--flash-attention-only", action="store_true")
     parser.add_argument("--fp32-branches", action="store_true")
+    parser.add_argument("--peft-input-casts", action="store_true")
     parser.add_argument("--qlora-defaults", action="store_true")
     parser.add_argument("--lora-dropout", type=float, default=None)
     parser.add_argument("--profile", action="store_true")
@@ -71,12 +74,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.flash_attention_only:
         import llama_lora.model.packed_attention as packed_attention
 
-        packed_attention.CPU_MATH_MAX_LENGTH = 0
+        packed_attention.CPU_EAGER_MAX_LENGTH = 0
     if args.fp32_branches:  # no output casts: fp32 norm outputs, bf16 embeddings, as before
         import llama_lora.model.loading as loading
 
         loading._cast_output = lambda dtype: lambda module, args, output: output
 
+    if args.peft_input_casts:  # keep peft's fp32 cast of every adapter input during fit
+        import contextlib
+
+        import llama_lora.training.finetuner as finetuner
+
+        finetuner._autocast_adapter_inputs = lambda model: contextlib.nullcontext()
     workload = get_workload("cpu-small")
     checkpoint = ensure_checkpoint(workload, Path(args.cache_dir))
     model, tokenizer = prepare_model(

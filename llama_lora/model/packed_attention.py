@@ -11,11 +11,15 @@ Why by hand: transformers' varlen path (``flash_attention_2`` with ``cu_seqlens`
 flash-attn CUDA package; nothing equivalent exists for SDPA or CPU. Each segment still goes
 through transformers' own ``sdpa_attention_forward`` (GQA handling included).
 
-Short examples run on SDPA's math backend: on CPU the flash kernel's fixed cost per call makes
-it slower than two batched matmuls and a softmax for short examples (forward plus backward,
-8 heads of 64, bf16, ``benchmarks/ops.py``: 1.20 vs 0.76 ms at 40 tokens, 1.98 vs 0.93 at 80,
-3.88 vs 3.41 at 160, flash ahead from 320), and Alpaca examples average 94 tokens. Both
-backends agree to bf16 rounding. On CUDA the fused kernels are used at every length.
+On CPU, examples up to ``CPU_EAGER_MAX_LENGTH`` tokens skip SDPA for three plain operations
+(``_eager_causal_attention``): fp32 scores with the causal bias added in the same ``baddbmm``,
+an fp32 softmax, and the probabilities rounded to the compute dtype for the product with the
+values, which is the precision of SDPA's kernels (fp32 scores and softmax; flash kernels round
+the probabilities too). SDPA's CPU kernels cost more at these sizes: forward plus backward,
+8 heads of 64, bf16 (``benchmarks/ops.py``), flash / math / eager 1.33 / 0.90 / 0.67 ms at 86
+tokens, 3.08 / 1.91 / 1.36 at 162, 6.68 / 7.16 / 5.39 at 319, 13.6 / 17.0 / 11.0 at 512.
+Longer examples use flash, which keeps only a log-sum-exp for backward instead of the
+``heads x n x n`` probabilities. On CUDA the fused kernels are used at every length.
 
 Rows without a restart (ordinary batches, generation with a cache) go to plain SDPA unchanged,
 with whatever mask transformers built for them.
@@ -23,17 +27,15 @@ with whatever mask transformers built for them.
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 #: Name under which the implementation is registered with transformers.
 PACKED_SDPA = "llama_lora_packed_sdpa"
 
-#: On CPU, examples up to this many tokens use SDPA's math backend (see module docstring).
-CPU_MATH_MAX_LENGTH = 256
+#: On CPU, examples up to this many tokens use ``_eager_causal_attention`` (module docstring).
+CPU_EAGER_MAX_LENGTH = 512
 
 
 def packed_sdpa_attention(
@@ -48,31 +50,51 @@ def packed_sdpa_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
+    eager = query.device.type == "cpu" and not (dropout and module.training)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     rows = []
     for b, bounds in enumerate(segments):
         pieces = []
         for start, end in bounds:
-            with _backend_for(end - start, query.device):
-                out, _ = sdpa_attention_forward(
-                    module,
-                    query[b : b + 1, :, start:end],
-                    key[b : b + 1, :, start:end],
-                    value[b : b + 1, :, start:end],
-                    None,  # is_causal within the example: the block mask, without building it
-                    dropout=dropout,
-                    scaling=scaling,
-                    **kwargs,
-                )
+            q, k, v = (t[b : b + 1, :, start:end] for t in (query, key, value))
+            if eager and end - start <= CPU_EAGER_MAX_LENGTH:
+                pieces.append(_eager_causal_attention(q, k, v, scale))
+                continue
+            # is_causal within the example: the block mask, without building it
+            out, _ = sdpa_attention_forward(
+                module, q, k, v, None, dropout=dropout, scaling=scaling, **kwargs
+            )
             pieces.append(out)
         rows.append(torch.cat(pieces, dim=1))  # (1, T, H, D)
     return torch.cat(rows, dim=0), None
 
 
-def _backend_for(length: int, device: torch.device):
-    """SDPA's math backend for a short example on CPU, else SDPA's own choice."""
-    if device.type == "cpu" and length <= CPU_MATH_MAX_LENGTH:
-        return sdpa_kernel(SDPBackend.MATH)
-    return contextlib.nullcontext()
+def _eager_causal_attention(query, key, value, scale: float) -> torch.Tensor:
+    """Causal attention of one example, (1, H, n, D) (keys/values may have fewer heads, as in
+    GQA) -> (1, n, H, D): fp32 scores and softmax, probabilities in the input dtype."""
+    heads, n = query.shape[1], query.shape[2]
+    groups = heads // key.shape[1]
+    if groups > 1:
+        key, value = (t.repeat_interleave(groups, dim=1) for t in (key, value))
+    bias = _causal_bias(n, query.device)
+    scores = torch.baddbmm(
+        bias, query[0].float(), key[0].float().transpose(1, 2), alpha=scale
+    )  # (H, n, n)
+    probabilities = torch.softmax(scores, dim=-1).to(value.dtype)
+    return torch.matmul(probabilities, value[0]).transpose(0, 1)[None]
+
+
+_bias_cache: dict[torch.device, torch.Tensor] = {}
+
+
+def _causal_bias(n: int, device: torch.device) -> torch.Tensor:
+    """(n, n) fp32: 0 on and below the diagonal, -inf above; a view of one cached matrix."""
+    bias = _bias_cache.get(device)
+    if bias is None or bias.shape[0] < n:
+        size = max(n, CPU_EAGER_MAX_LENGTH)
+        bias = torch.full((size, size), float("-inf"), device=device).triu_(1)
+        _bias_cache[device] = bias
+    return bias[:n, :n]
 
 
 # The model hands every layer the same ``position_ids`` tensor: find the spans once per forward

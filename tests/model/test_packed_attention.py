@@ -33,13 +33,13 @@ def _packed_row():
     }
 
 
-@pytest.fixture(params=["math", "flash"])
+@pytest.fixture(params=["eager", "flash"])
 def cpu_backend(request, monkeypatch):
-    """Short examples take SDPA's math backend on CPU; 0 sends every example to flash."""
+    """Examples up to 512 tokens take the eager path on CPU; 0 sends every one to SDPA flash."""
     import llama_lora.model.packed_attention as packed
 
     if request.param == "flash":
-        monkeypatch.setattr(packed, "CPU_MATH_MAX_LENGTH", 0)
+        monkeypatch.setattr(packed, "CPU_EAGER_MAX_LENGTH", 0)
     return request.param
 
 
@@ -121,3 +121,43 @@ def test_spans_are_found_once_per_position_tensor():
     assert _segments(first, 6) is spans  # every layer of one forward reuses them
     assert _segments(torch.tensor([[0, 1, 0, 1, 2, 3]]), 6) == [[(0, 2), (2, 6)]]
     assert _segments(torch.tensor([[0, 1, 2, 3, 4, 5]]), 6) is None
+
+
+@pytest.mark.parametrize("kv_heads", [8, 2])
+def test_eager_attention_is_as_precise_as_sdpa_in_bf16(kv_heads):
+    """Against an fp32 reference, the eager path's bf16 outputs and gradients are no further
+    off than SDPA's own bf16 flash kernel (fp32 scores and softmax in both)."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from llama_lora.model.packed_attention import _eager_causal_attention
+
+    torch.manual_seed(0)
+    n = 200
+    q32 = torch.randn(1, 8, n, 64) * 2
+    k32, v32 = (torch.randn(1, kv_heads, n, 64) * 2 for _ in range(2))
+    grad = torch.randn(1, n, 8, 64)
+
+    def run(fn, dtype):
+        q, k, v = (t.detach().to(dtype).requires_grad_() for t in (q32, k32, v32))
+        out = fn(q, k, v)
+        out.backward(grad.to(dtype))
+        return [t.float() for t in (out, q.grad, k.grad, v.grad)]
+
+    def sdpa(q, k, v):
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return out.transpose(1, 2)
+
+    def eager(q, k, v):
+        return _eager_causal_attention(q, k, v, 64**-0.5)
+
+    reference = run(sdpa, torch.float32)
+    for got, want in zip(run(eager, torch.float32), reference, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    for eager_bf16, sdpa_bf16, want in zip(
+        run(eager, torch.bfloat16), run(sdpa, torch.bfloat16), reference, strict=True
+    ):
+        eager_error = (eager_bf16 - want).abs().max()
+        sdpa_error = (sdpa_bf16 - want).abs().max()
+        assert eager_error <= 1.25 * sdpa_error, (eager_error, sdpa_error)

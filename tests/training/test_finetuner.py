@@ -285,3 +285,41 @@ def test_sentiment_sample_end_to_end(tmp_path, tiny_checkpoint):
     result = Finetuner(model, tokenizer, config).fit(data)
     val_losses = [r["val_loss"] for r in result.history if "val_loss" in r]
     assert len(val_losses) == 2 and val_losses[-1] < val_losses[0]
+
+
+def test_adapter_inputs_stay_in_the_compute_dtype_under_autocast_with_the_same_result(
+    tmp_path, monkeypatch
+):
+    """peft's cast of each adapter input to fp32 is off during a bf16 fit, back on after, and
+    the adapters train to the same values as with it."""
+    import contextlib
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    import llama_lora.training.finetuner as finetuner_module
+    from llama_lora.model.loading import prepare_model
+    from llama_lora.training import Callback, Finetuner
+
+    def train(output_dir):
+        torch.manual_seed(0)  # the same LoRA initialisation
+        model, tokenizer = prepare_model("tiny-llama", quantization="nf4", lora_dropout=0.1)
+        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        seen = set()
+
+        class Watch(Callback):
+            def on_step_end(self, state, metrics):
+                seen.update(layer.cast_input_dtype_enabled for layer in layers)
+
+        config = quiet_config(output_dir, max_steps=2, save_steps=10, mixed_precision="bf16")
+        data = toy_data(tokenizer, train=8, validation=0)
+        Finetuner(model, tokenizer, config, callbacks=[Watch()]).fit(data)
+        assert all(layer.cast_input_dtype_enabled for layer in layers)  # handed back
+        return adapter_tensors(model), seen
+
+    trained, seen = train(tmp_path / "a")
+    assert seen == {False}
+    monkeypatch.setattr(finetuner_module, "_autocast_adapter_inputs", contextlib.nullcontext)
+    expected, seen = train(tmp_path / "b")
+    assert seen == {True}
+    for name, tensor in expected.items():
+        torch.testing.assert_close(trained[name], tensor, rtol=0, atol=0, msg=name)
