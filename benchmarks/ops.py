@@ -3,8 +3,9 @@
     python benchmarks/ops.py            # all probes, torch's default thread count
     python benchmarks/ops.py --threads 2
 
-* SDPA forward + backward for one causal example (8 heads of 64, bf16) on the flash and the
-  math backend, by length: where ``model/packed_attention.py`` switches backends.
+* Causal attention forward + backward for one example (8 heads of 64, bf16): SDPA's flash and
+  math backends and llama_lora's eager path, by length: where ``model/packed_attention.py``
+  switches from the eager path to flash.
 * LoRA-input dropout (p = 0.05) on a cpu-small row, ``nn.Dropout`` against ``GapDropout``
   (``model/dropout.py``).
 * The target-only loss (``training/fused_loss.py``), forward + backward, for 700 target rows of
@@ -32,10 +33,13 @@ def mean_ms(fn, calls: int = 20, warmup: int = 3) -> float:
     return (time.perf_counter() - start) / calls * 1e3
 
 
-def sdpa_ms(length: int, backend) -> float:
+def attention_ms(length: int, backend) -> float:
+    """``backend``: an ``SDPBackend``, or None for llama_lora's eager path."""
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel
+
+    from llama_lora.model.packed_attention import _eager_causal_attention
 
     q, k, v = (
         torch.randn(1, 8, length, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
@@ -43,8 +47,11 @@ def sdpa_ms(length: int, backend) -> float:
     grad = torch.randn(1, 8, length, 64, dtype=torch.bfloat16)
 
     def step():
-        with sdpa_kernel(backend):
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if backend is None:
+            out = _eager_causal_attention(q, k, v, 64**-0.5).transpose(1, 2)
+        else:
+            with sdpa_kernel(backend):
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         out.backward(grad)
 
     return mean_ms(step)
@@ -63,11 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("SDPA forward+backward, 8 heads x 64, bf16, causal (ms): length  flash  math")
-    for length in (40, 80, 160, 320, 512):
-        flash = sdpa_ms(length, SDPBackend.FLASH_ATTENTION)
-        math_ = sdpa_ms(length, SDPBackend.MATH)
-        print(f"  {length:4d}  {flash:6.2f}  {math_:6.2f}")
+    print("attention forward+backward, 8 heads x 64, bf16, causal (ms): length  flash  math  eager")
+    for length in (40, 86, 162, 319, 512, 1024):
+        flash = attention_ms(length, SDPBackend.FLASH_ATTENTION)
+        math_ = attention_ms(length, SDPBackend.MATH)
+        eager = attention_ms(length, None)
+        print(f"  {length:4d}  {flash:6.2f}  {math_:6.2f}  {eager:6.2f}")
     print("LoRA dropout p=0.05, forward (ms): shape  nn.Dropout  GapDropout")
     torch_dropout, gap_dropout = torch.nn.Dropout(0.05), GapDropout(0.05)
     for shape in ((720, 512), (720, 1376)):
