@@ -123,13 +123,16 @@ def format_table(results: dict) -> str:
         lines.append(row)
     ceiling, flops, check = results["ceiling"], results["flops"], results["loss_check"]
     ideal = ceiling["gflops"] * 1e9 / flops["model_flops_per_token"]
+    recompute = flops["hardware_flops_per_token"] - flops["model_flops_per_token"]
+    with_recompute = (
+        f", {flops['hardware_flops_per_token'] / 1e6:.1f} M with recompute" if recompute else ""
+    )
     lines += [
         "",
         f"bf16 {ceiling['size']}^3 matmul ceiling ({ceiling['device']}): "
         f"{ceiling['gflops']:.1f} GFLOP/s (best of {ceiling['repeats']})",
-        f"training FLOPs per token: {flops['model_flops_per_token'] / 1e6:.1f} M model, "
-        f"{flops['hardware_flops_per_token'] / 1e6:.1f} M with recompute "
-        f"({flops['formula']}); ceiling = {ideal:.0f} real tokens/s",
+        f"training FLOPs per token: {flops['model_flops_per_token'] / 1e6:.1f} M model"
+        f"{with_recompute} ({flops['formula']}); ceiling = {ideal:.0f} real tokens/s",
         _recompute_line(results),
         "loss check (final loss = mean over the last "
         f"{results['config']['log_every']} steps, step {results['config']['total_steps']}): "
