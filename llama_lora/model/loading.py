@@ -65,7 +65,7 @@ def prepare_model(
             memory: ``True`` for every block, ``False`` for none, ``"auto"`` to let
             ``Finetuner.fit`` recompute only as many blocks as its memory budget needs, from
             the memory plan of its longest micro-batch (every block until then;
-            ``llama_lora/training/recompute.py``).
+            ``llama_lora/model/recompute.py``).
         sha256: A manifest (``sha256sum`` file, JSON file or dict); every file is verified
             before any weight is read.
         allow_pickle: Allow ``.bin``/``.pt`` weights (pickles can execute code on load).

@@ -8,8 +8,9 @@ benchmarks/README.md). Here every example is one causal SDPA call (``is_causal=T
 tensor), so the work is ``sum(n_i^2)`` instead of ``T^2``.
 
 Why by hand: transformers' varlen path (``flash_attention_2`` with ``cu_seqlens``) needs the
-flash-attn CUDA package; nothing equivalent exists for SDPA or CPU. Each segment still goes
-through transformers' own ``sdpa_attention_forward`` (GQA handling included).
+flash-attn CUDA package; nothing equivalent exists for SDPA or CPU. On CUDA, and for long
+examples on CPU, each segment still goes through transformers' own ``sdpa_attention_forward``
+(GQA handling included).
 
 On CPU, examples up to ``CPU_EAGER_MAX_LENGTH`` tokens skip SDPA for three plain operations
 (``_eager_causal_attention``): fp32 scores with the causal bias added in the same ``baddbmm``,

@@ -18,15 +18,12 @@ model; none chooses it from a memory budget.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 #: ``prepare_model``'s value for "let ``fit`` decide from the memory plan".
 AUTO = "auto"

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from llama_lora.model.recompute import set_recomputed_layers
+from llama_lora.model.recompute import RecomputeDecision, set_recomputed_layers
 from llama_lora.training import checkpoint as ckpt
 from llama_lora.training import setup
 from llama_lora.training.callbacks import Callback, CallbackList, EarlyStopping
@@ -65,7 +65,7 @@ class _Run:
     loss_tap: HiddenStateTap | None = None
     restore_attention: str | None = None
     """The attention implementation to put back when packed rows switched it."""
-    recompute: Any = None
+    recompute: RecomputeDecision | None = None
     """The ``gradient_checkpointing="auto"`` decision, undone when ``fit`` returns."""
     adapter_casts: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     """peft's adapter-input casting, switched off under autocast and back on when done."""
@@ -585,9 +585,10 @@ class Finetuner:
 def _autocast_adapter_inputs(model: torch.nn.Module):
     """Leave each adapter's input in the compute dtype instead of peft's cast to the fp32
     adapter dtype: under autocast the matmul casts it straight back, so the cast, its
-    backward and LoRA dropout in fp32 only moved memory (+3-5% real tokens/s on cpu-small,
-    benchmarks/README.md). The values are the same: bf16 -> fp32 -> bf16 is exact, and dropout
-    scales and rounds once either way. Only peft's own switch is used."""
+    backward and LoRA dropout in fp32 only moved memory (median step 0.637 -> 0.566 s on the
+    cpu-small data with LoRA dropout, ``benchmarks/levers.py``). The values are the same:
+    bf16 -> fp32 -> bf16 is exact, and dropout scales and rounds once either way. Only peft's
+    own switch is used."""
     from peft.helpers import disable_input_dtype_casting
 
     return disable_input_dtype_casting(model)
