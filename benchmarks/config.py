@@ -62,6 +62,11 @@ class BenchConfig:
     """torch intra-op threads of every system process; None keeps torch's default."""
 
     @property
+    def peer_checkpointing(self) -> bool:
+        """HF+PEFT's and TRL's setting: every block (their QLoRA default) unless ``off``."""
+        return self.gradient_checkpointing != "off"
+
+    @property
     def llama_lora_checkpointing(self) -> bool | str:
         """``prepare_model``'s ``gradient_checkpointing`` for this mode."""
         if self.gradient_checkpointing == "defaults":

@@ -58,8 +58,7 @@ def training_arguments(config: BenchConfig, output_dir: str, batch_size: int) ->
         "max_grad_norm": config.max_grad_norm,
         "optim": "adamw_torch",
         "bf16": True,
-        # every block unless "off": HF+PEFT's and TRL's QLoRA default
-        "gradient_checkpointing": config.gradient_checkpointing != "off",
+        "gradient_checkpointing": config.peer_checkpointing,
         "logging_steps": config.log_every,
         "save_strategy": "no",
         "eval_strategy": "no",

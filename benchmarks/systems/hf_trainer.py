@@ -32,7 +32,7 @@ def run(config: BenchConfig, scratch_dir: Path) -> dict:
 
     model = load_nf4_base(config)
     model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=config.gradient_checkpointing != "off"
+        model, use_gradient_checkpointing=config.peer_checkpointing
     )
     model = get_peft_model(model, lora_config(config))
     args = TrainingArguments(**training_arguments(config, str(scratch_dir), config.hf_batch_size))

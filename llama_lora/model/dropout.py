@@ -8,8 +8,8 @@ forward pass, and twice that with gradient checkpointing, which runs the forward
 With a small ``p`` nearly every draw says "keep". The same iid Bernoulli(p) mask can be drawn
 from the distances between dropped elements instead: those are iid Geometric(p), sampled by
 inverting their distribution function on uniform numbers. The positions are their running sum,
-so only about ``p n`` random numbers are drawn rather than ``n`` (5-6x faster at p = 0.05 on a
-cpu-small row, ``benchmarks/ops.py``). The scaled input is written once and the dropped
+so only about ``p n`` random numbers are drawn rather than ``n`` (about 5x faster at p = 0.05 on
+a cpu-small row, ``benchmarks/ops.py``). The scaled input is written once and the dropped
 positions zeroed in place; backward keeps a bool mask (one byte per element, as CUDA's fused
 dropout does, where a dense fp32 scale tensor kept four). The distribution of the mask, the
 ``1 / (1 - p)`` scaling and the gradient are those of ``nn.Dropout``; only the random stream
@@ -76,7 +76,7 @@ def _dropped_positions(numel: int, p: float) -> torch.Tensor:
     while last < numel:
         # gaps[i] = trials up to and including the next drop: P(k) = (1 - p)^(k - 1) p, by
         # inversion, floor(log(1 - U) / log(1 - p)) + 1 with U uniform on [0, 1): uniforms are
-        # about 3x cheaper to draw on CPU than Tensor.geometric_ or exponential_ samples.
+        # cheaper to draw on CPU than Tensor.geometric_ or exponential_ samples.
         uniform = torch.rand(batch, dtype=torch.float64)
         gaps = uniform.neg_().log1p_().div_(math.log1p(-p)).floor_().add_(1).long()
         positions = gaps.cumsum(0) + last

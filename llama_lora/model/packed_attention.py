@@ -17,8 +17,9 @@ On CPU, examples up to ``CPU_EAGER_MAX_LENGTH`` tokens skip SDPA for three plain
 an fp32 softmax, and the probabilities rounded to the compute dtype for the product with the
 values, which is the precision of SDPA's kernels (fp32 scores and softmax; flash kernels round
 the probabilities too). SDPA's CPU kernels cost more at these sizes: forward plus backward,
-8 heads of 64, bf16 (``benchmarks/ops.py``), flash / math / eager 1.33 / 0.90 / 0.67 ms at 86
-tokens, 3.08 / 1.91 / 1.36 at 162, 6.68 / 7.16 / 5.39 at 319, 13.6 / 17.0 / 11.0 at 512.
+8 heads of 64, bf16 (``benchmarks/ops.py --threads 2``), flash / math / eager 1.94 / 1.34 /
+0.95 ms at 86 tokens, 3.92 / 2.71 / 1.74 at 162, 7.77 / 7.77 / 5.78 at 319, 14.8 / 19.8 / 12.2
+at 512 (and 34 / 107 / 79 at 1024).
 Longer examples use flash, which keeps only a log-sum-exp for backward instead of the
 ``heads x n x n`` probabilities. On CUDA the fused kernels are used at every length.
 
