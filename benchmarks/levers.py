@@ -2,6 +2,7 @@
 
     python benchmarks/levers.py                   # everything on
     python benchmarks/levers.py --no-fused-loss   # full-logit loss instead of target-only chunks
+    python benchmarks/levers.py --no-fused-lora   # peft's LoRA forward, not one node per layer
     python benchmarks/levers.py --block-mask      # SDPA with a (B, 1, T, T) block mask per row
     python benchmarks/levers.py --profile         # plus torch.profiler tables (by op, by shape)
     python benchmarks/levers.py --flash-attention-only  # SDPA's flash kernel for short examples too
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LEVER_FLAGS = (
     "no_fused_loss",
+    "no_fused_lora",
     "block_mask",
     "torch_dropout",
     "flash_attention_only",
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--no-fused-loss", action="store_true")
+    parser.add_argument("--no-fused-lora", action="store_true")
     parser.add_argument("--block-mask", action="store_true")
     parser.add_argument("--torch-dropout", action="store_true")
     parser.add_argument("--flash-attention-only", action="store_true")
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--qlora-defaults", action="store_true")
     parser.add_argument("--lora-dropout", type=float, default=None)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-rows", type=int, default=25, help="rows of each profile table")
     parser.add_argument(
         "--cache-dir", default=str(Path(tempfile.gettempdir()) / "llama_lora_bench")
     )
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         report_to=(),
         progress_bar=False,
         fused_loss=not args.no_fused_loss,
+        fused_lora=not args.no_fused_lora,
     )
     collator = DataCollator(tokenizer, attn_implementation="sdpa") if args.block_mask else None
     finetuner = Finetuner(model, tokenizer, config, callbacks=[StepClock()], data_collator=collator)
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
 
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             result = finetuner.fit({"train": train})
-        table = {"sort_by": "self_cpu_time_total", "row_limit": 25}
+        table = {"sort_by": "self_cpu_time_total", "row_limit": args.profile_rows}
         print(prof.key_averages().table(**table))
         by_shape = prof.key_averages(group_by_input_shape=True)
         print(by_shape.table(**table, max_shapes_column_width=90))

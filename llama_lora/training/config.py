@@ -78,6 +78,10 @@ class TrainingConfig:
     """With a frozen ``lm_head``, compute logits only at target positions, in chunks, with the
     input gradient formed in the forward pass (same loss; no full fp32 logits kept). False
     forces the model's full-logit path."""
+    fused_lora: bool = True
+    """Run each plain peft LoRA linear as one autograd node during ``fit`` (dropout, both
+    matmuls, scaling and the residual add; ``model/fused_lora.py``): the same update without
+    peft's elementwise passes. False keeps peft's forward."""
     dataloader_num_workers: int = 0
     """Worker processes that collate batches off the training thread (0: in the loop)."""
     memory_budget: int | str | None = None
@@ -118,7 +122,7 @@ class TrainingConfig:
                 parse_bytes(self.memory_budget)
             except ValueError as error:
                 raise ValueError(f"TrainingConfig.memory_budget: {error}") from None
-        for name in ("progress_bar", "fused_loss"):
+        for name in ("progress_bar", "fused_loss", "fused_lora"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"TrainingConfig.{name} must be a bool, got {getattr(self, name)!r}"

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from llama_lora.model.fused_lora import fused_lora_forward
 from llama_lora.model.recompute import RecomputeDecision, set_recomputed_layers
 from llama_lora.training import checkpoint as ckpt
 from llama_lora.training import setup
@@ -67,8 +68,9 @@ class _Run:
     """The attention implementation to put back when packed rows switched it."""
     recompute: RecomputeDecision | None = None
     """The ``gradient_checkpointing="auto"`` decision, undone when ``fit`` returns."""
-    adapter_casts: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    """peft's adapter-input casting, switched off under autocast and back on when done."""
+    layer_patches: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    """peft's adapter-input casting (off under autocast) and the fused LoRA forward, switched
+    for the run and back when done."""
 
 
 class Finetuner:
@@ -157,7 +159,7 @@ class Finetuner:
             _inner_model(self.model).set_attn_implementation(run.restore_attention)
         if run.recompute is not None:
             set_recomputed_layers(_inner_model(self.model), run.recompute.num_layers)
-        run.adapter_casts.close()
+        run.layer_patches.close()
         self._run = None
 
     def _finished(self) -> bool:
@@ -429,7 +431,9 @@ class Finetuner:
             raise
         run.restore_attention, run.recompute = restore_attention, recompute
         if accelerator.mixed_precision in ("bf16", "fp16"):
-            run.adapter_casts.enter_context(_autocast_adapter_inputs(self.model))
+            run.layer_patches.enter_context(_autocast_adapter_inputs(self.model))
+        if self.config.fused_lora:
+            run.layer_patches.enter_context(fused_lora_forward(self.model))
         fused = self._fused_loss_head(accelerator)
         if fused is not None:  # last: nothing after it can fail and leak the hook
             decoder, run.loss_head = fused

@@ -287,6 +287,63 @@ def test_sentiment_sample_end_to_end(tmp_path, tiny_checkpoint):
     assert len(val_losses) == 2 and val_losses[-1] < val_losses[0]
 
 
+@pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
+def test_fused_lora_trains_the_adapters_peft_trains(tmp_path, mixed_precision):
+    """The fused LoRA forward (default) against peft's, with dropout, over three steps: the same
+    losses, and adapters apart only by rounding (Adam's first steps are about sign(g) * lr, so
+    rounding differences in near-zero gradient elements show up at lr scale)."""
+    from llama_lora.model.fused_lora import _lora_layer_types
+    from llama_lora.model.loading import prepare_model
+    from llama_lora.training import Callback, Finetuner
+
+    bf16 = mixed_precision == "bf16"
+
+    def train(output_dir, fused, mixed_precision=mixed_precision):
+        torch.manual_seed(0)  # the same initialisation and the same dropout positions
+        model, tokenizer = prepare_model(
+            "tiny-llama",
+            quantization="nf4",
+            lora_dropout=0.1,
+            compute_dtype="bf16" if mixed_precision == "bf16" else "fp32",
+        )
+        losses = []
+
+        class Losses(Callback):
+            def on_step_end(self, state, metrics):
+                losses.append(metrics["train_loss"])
+
+        config = quiet_config(
+            output_dir,
+            max_steps=3,
+            save_steps=10,
+            mixed_precision=mixed_precision,
+            fused_lora=fused,
+            learning_rate=1e-3,
+        )
+        data = toy_data(tokenizer, train=12, validation=0)
+        Finetuner(model, tokenizer, config, callbacks=[Losses()]).fit(data)
+        layers = [m for m in model.modules() if type(m) in _lora_layer_types()]
+        assert layers and all("forward" not in vars(m) for m in layers)  # handed back
+        return losses, torch.cat([t.flatten() for t in adapter_tensors(model).values()])
+
+    def distance(a, b):
+        return float((a - b).norm() / b.norm())
+
+    (fused_losses, fused), (losses, plain) = (
+        train(tmp_path / "fused", True),
+        train(tmp_path / "plain", False),
+    )
+    if not bf16:
+        assert fused_losses == pytest.approx(losses, rel=1e-6)
+        assert distance(fused, plain) < 1e-5
+        return
+    # In bf16 the two paths round in different places: their adapters must be closer to each
+    # other than peft's bf16 adapters are to peft's fp32 ones.
+    _, reference = train(tmp_path / "fp32", False, mixed_precision="no")
+    assert fused_losses == pytest.approx(losses, rel=2e-3)
+    assert distance(fused, plain) < distance(plain, reference)
+
+
 def test_adapter_inputs_stay_in_the_compute_dtype_under_autocast_with_the_same_result(
     tmp_path, monkeypatch
 ):
@@ -310,7 +367,10 @@ def test_adapter_inputs_stay_in_the_compute_dtype_under_autocast_with_the_same_r
             def on_step_end(self, state, metrics):
                 seen.update(layer.cast_input_dtype_enabled for layer in layers)
 
-        config = quiet_config(output_dir, max_steps=2, save_steps=10, mixed_precision="bf16")
+        # peft's own forward (the fused one never casts adapter inputs)
+        config = quiet_config(
+            output_dir, max_steps=2, save_steps=10, mixed_precision="bf16", fused_lora=False
+        )
         data = toy_data(tokenizer, train=8, validation=0)
         Finetuner(model, tokenizer, config, callbacks=[Watch()]).fit(data)
         assert all(layer.cast_input_dtype_enabled for layer in layers)  # handed back
