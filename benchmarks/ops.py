@@ -10,7 +10,7 @@
 * LoRA-input dropout (p = 0.05) on a cpu-small row, ``nn.Dropout`` against ``GapDropout``
   (``model/dropout.py``).
 * The target-only loss (``training/fused_loss.py``), forward + backward, for 700 target rows of
-  a 32000-word bf16 head under bf16 autocast.
+  a 32000-word bf16 head under bf16 autocast, in chunks of 262 and 131 rows.
 * One AdamW step over cpu-small's 112 adapter matrices: torch's per-tensor loop, ``foreach``
   and ``fused`` (``training/optimization.py``).
 
@@ -103,7 +103,18 @@ def dropout_probe() -> None:
 
 
 def loss_probe() -> None:
-    print(f"target-only loss, 700 rows x 32000 words, forward+backward: {loss_ms():.1f} ms")
+    import llama_lora.training.fused_loss as fused_loss
+
+    default = fused_loss.CHUNK_ELEMENTS
+    timings = {}
+    for chunk in (1 << 23, 1 << 22):  # 32 MB and 16 MB fp32 chunks of logits
+        fused_loss.CHUNK_ELEMENTS = chunk
+        timings[chunk] = loss_ms()
+    fused_loss.CHUNK_ELEMENTS = default
+    print(
+        "target-only loss, 700 rows x 32000 words, forward+backward (ms): "
+        + "  ".join(f"{chunk // 32000} rows/chunk {ms:.1f}" for chunk, ms in timings.items())
+    )
 
 
 def adamw_probe() -> None:

@@ -29,6 +29,9 @@ FP32_BYTES = 4
 LABEL_BYTES = 8  # int64 targets kept by cross_entropy
 # A bool mask per element: CUDA's fused native_dropout keeps one, and so does llama_lora's
 # GapDropout on CPU (model/dropout.py; for p < 0.5, which LoRA dropout always is in practice).
+# During fit on CPU, the fused LoRA path (model/fused_lora.py) keeps the dropped positions as
+# int32 instead (4 bytes per dropped element, for p <= 0.1): less than the mask, so there the
+# plan is an upper bound by at most the masks (tests/planning/test_planning_exact.py).
 DROPOUT_MASK_BYTES = 1
 # Bytes per logit element at the loss-backward peak of the full-logit path: the fp32
 # log-probabilities cross_entropy saves, the gradient arriving at log_softmax, and the gradient

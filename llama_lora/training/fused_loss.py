@@ -34,9 +34,8 @@ _LOGIT_TRANSFORMS = (
 )
 
 #: Logit elements per chunk (fp32): 4 M elements = 16 MB, e.g. 131 rows of a 32000 vocabulary.
-#: Under glibc's largest mmap threshold (32 MB), so the fp32 buffers of one chunk come back from
-#: the heap for the next instead of being mapped and page-faulted afresh: converting 262 rows of
-#: bf16 logits to fp32 took 3.5 ms in one buffer and 1.3 ms in two of 131 rows (2 threads).
+#: Half the transient buffers of the 32 MB chunks used before, at no measured cost
+#: (``benchmarks/ops.py --only loss`` times both sizes).
 CHUNK_ELEMENTS = 1 << 22
 
 

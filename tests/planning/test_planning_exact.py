@@ -132,3 +132,24 @@ def test_plan_matches_prepare_model_on_the_tiny_preset(quantization):
     plan = plan_memory("tiny-llama", quantization=quantization, lora_r=LORA_R)
     predicted = {category: getattr(plan, field) for category, field in PLAN_FIELDS.items()}
     assert count_model_bytes(model) == predicted
+
+
+@pytest.mark.slow
+def test_the_fused_lora_path_keeps_no_more_than_planned(checkpoints):
+    """``fit`` trains through model/fused_lora.py: per block it keeps what peft's path keeps
+    except the dropout masks, replaced by the dropped positions (int32, p = 0.05 here), so the
+    plan (which counts a 1-byte mask per adapter input element) bounds it from above, by at most
+    the masks."""
+    from llama_lora.model.fused_lora import fused_lora_forward
+
+    directory = checkpoints("cpu-small")
+    plan = plan_memory(directory, quantization="nf4", lora_r=LORA_R, seq_len=SEQ, batch_size=BATCH)
+    shape = model_shape(directory)
+    model = load_lora_model(directory, "nf4", lora_r=LORA_R)
+    recorder = SavedTensorRecorder(model)
+    with fused_lora_forward(model):
+        forward_loss(model, BATCH, SEQ, model.config.vocab_size, recorder=recorder)
+    masks = BATCH * SEQ * sum(linear.in_features for linear in shape.layer_linears())
+    for index in range(1, shape.num_layers):
+        saved = recorder.per_layer[f"layer{index}"]
+        assert plan.activation_bytes_per_layer - masks < saved < plan.activation_bytes_per_layer
