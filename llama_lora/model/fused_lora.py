@@ -20,11 +20,13 @@ plain peft LoRA linear for one that does the same arithmetic in one ``autograd.F
 
 Saved for backward, per adapter: the dropped-out input and the intermediate, as peft saves them,
 the compute-dtype weight copies autocast would save, and, instead of peft's bool mask (one byte
-per input element), the dropped positions as int32 (4 bytes per dropped element, at most 0.4 +
-a few bytes per 1,000 elements at ``p <= 0.1``). Where that would not be smaller, or off the CPU,
-the mask comes from ``torch.native_dropout`` as in ``nn.Dropout``. Anything else (several active
-adapters, DoRA and other variants, merged or disabled adapters, LoRA biases, extra forward
-arguments, a base output not in the compute dtype) runs peft's own forward unchanged.
+per input element), the dropped positions as int32 (4 bytes per dropped element: 0.2 bytes per
+input element at p = 0.05). Above ``SPARSE_DROPOUT_MAX_P``, or off the CPU, the mask comes from
+``torch.native_dropout`` as in ``nn.Dropout``. Anything else (several active adapters, DoRA and
+other variants, merged or disabled adapters, LoRA biases, extra forward arguments, a base output
+not in the compute dtype) runs peft's own forward unchanged; so do adapters whose ``lora_A`` or
+``lora_B`` is not a plain ``nn.Linear``, such as FSDP units (peft's FSDP wrap policy shards them
+separately and only their own forward gathers their weights).
 
 Why by hand: peft's layer is written for every variant and dtype; no library offers a fused
 LoRA forward/backward for the CPU (Unsloth's fused LoRA kernels are Triton, CUDA only). The
