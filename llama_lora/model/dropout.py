@@ -52,7 +52,7 @@ class _SparseDropout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        dropped = _dropped_positions(x.numel(), p)
+        dropped = dropped_positions(x.numel(), p)
         scale = 1.0 / (1.0 - p)
         out = x.contiguous() * scale
         out.view(-1).index_fill_(0, dropped, 0.0)
@@ -68,8 +68,10 @@ class _SparseDropout(torch.autograd.Function):
         return grad.mul(ctx.scale).masked_fill_(mask, 0.0), None
 
 
-def _dropped_positions(numel: int, p: float) -> torch.Tensor:
-    """Sorted indices in ``[0, numel)`` of an iid Bernoulli(p) selection."""
+def dropped_positions(numel: int, p: float) -> torch.Tensor:
+    """Sorted int64 indices in ``[0, numel)`` of an iid Bernoulli(p) selection, drawn from
+    torch's CPU generator (so ``torch.manual_seed`` and checkpointing's RNG restore apply).
+    Shared by :class:`GapDropout` and the fused LoRA path (``model/fused_lora.py``)."""
     expected = numel * p
     batch = int(expected + _SPARE_SIGMAS * math.sqrt(expected * (1.0 - p)) + 16)
     pieces, last = [], -1  # position of the last drop so far

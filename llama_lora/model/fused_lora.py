@@ -43,7 +43,7 @@ from collections.abc import Iterator
 
 import torch
 
-from llama_lora.model.dropout import _dropped_positions
+from llama_lora.model.dropout import dropped_positions
 
 #: Above this dropout rate the dropped positions (4 bytes each) would not be much smaller than a
 #: bool mask (1 byte per element), so the mask path is used.
@@ -150,7 +150,7 @@ class _LoraBranch(torch.autograd.Function):
         if p == 0.0:
             x_in = x2.to(dtype)
         elif x.device.type == "cpu" and p <= SPARSE_DROPOUT_MAX_P:
-            positions = _dropped_positions(x2.numel(), p)
+            positions = dropped_positions(x2.numel(), p)
             dropped = positions.to(torch.int32) if x2.numel() < 2**31 else positions
             x_in = x2.to(dtype, copy=True)
             x_in.view(-1).index_fill_(0, positions, 0.0)

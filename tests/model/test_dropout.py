@@ -37,7 +37,7 @@ def test_a_short_first_draw_is_extended_to_the_end(monkeypatch):
 
     monkeypatch.setattr(dropout, "_SPARE_SIGMAS", -50.0)  # first draw far too short
     torch.manual_seed(0)
-    positions = dropout._dropped_positions(100_000, 0.1)
+    positions = dropout.dropped_positions(100_000, 0.1)
     assert bool((positions[1:] > positions[:-1]).all())
     assert 0 <= int(positions[0]) and int(positions[-1]) < 100_000
     assert int(positions[-1]) > 99_000  # the tail of the tensor is reached
