@@ -56,7 +56,8 @@ def training_arguments(config: BenchConfig, output_dir: str, batch_size: int) ->
         "warmup_steps": 0,
         "weight_decay": 0.0,
         "max_grad_norm": config.max_grad_norm,
-        "optim": "adamw_torch",
+        # torch's fused AdamW kernel, as llama_lora's "adamw" uses (and HF Trainer's default)
+        "optim": "adamw_torch_fused",
         "bf16": True,
         "gradient_checkpointing": config.peer_checkpointing,
         "logging_steps": config.log_every,

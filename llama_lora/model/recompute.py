@@ -3,7 +3,7 @@
 Checkpointing a block trades a second forward pass of it for its activations. PEFT
 (``prepare_model_for_kbit_training``) and TRL (``SFTConfig``) checkpoint every block by default
 because they cannot tell whether the activations would fit; on the cpu-small benchmark that
-recomputation made llama_lora's step 0.900 s instead of 0.685 s (benchmarks/README.md).
+recomputation made llama_lora's step 0.759 s instead of 0.548 s (benchmarks/README.md).
 llama_lora can tell: the memory planner (``llama_lora.planning``) predicts a step's peak from
 the config, byte-exact against the tensors torch saves on CPU. With
 ``prepare_model(gradient_checkpointing="auto")`` (the default) every block is checkpointed
