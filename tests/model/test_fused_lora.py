@@ -146,14 +146,16 @@ def test_eval_mode_and_disabled_adapters_match_peft():
 
 
 def test_a_base_output_in_another_dtype_gets_peft_s_update():
-    """fp32 training over a base whose bitsandbytes compute dtype is bf16: the fused node would
-    add in the wrong dtype, so the layer adds peft's update to the base output instead."""
+    """An fp32 input under bf16 autocast: bitsandbytes returns the base output in the input's
+    fp32, the adapters compute in bf16, so the layer adds peft's update to the base output
+    instead of running the fused node (whose sum would be in the wrong dtype)."""
     model = tiny_model("nf4", 0.05, compute_dtype="bf16")
     layer = lora_layers(model)[1]
     x = torch.randn(2, 3, layer.lora_A["default"].in_features)
-    torch.manual_seed(1)
-    expected = layer(x)
-    assert expected.dtype == torch.bfloat16  # peft casts the sum back to the base's dtype
-    with fused_lora_forward(model):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.manual_seed(1)
-        assert torch.equal(layer(x), expected)
+        expected = layer(x)
+        assert expected.dtype == torch.float32
+        with fused_lora_forward(model):
+            torch.manual_seed(1)
+            assert torch.equal(layer(x), expected)
